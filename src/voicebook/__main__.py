@@ -1,0 +1,3 @@
+from voicebook.cli import app
+
+app()

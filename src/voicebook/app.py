@@ -1,0 +1,64 @@
+"""The composition root of the HTTP service: ``create_app(settings)`` wires database, calendar and routes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI
+
+from voicebook import __version__
+from voicebook.api import errors as api_errors
+from voicebook.api import ops
+from voicebook.calendar_factory import CalendarHandle, open_calendar
+from voicebook.db.session import describe_url, make_engine, make_sessionmaker
+from voicebook.settings import Settings, get_settings
+
+log = structlog.get_logger("voicebook.app")
+
+
+def create_app(settings: Settings | None = None, *, calendar: CalendarHandle | None = None) -> FastAPI:
+    """Build the app; ``calendar`` lets tests inject a gateway (e.g. the sandbox over ASGITransport)."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.database_url)
+        sessionmaker = make_sessionmaker(engine)
+        handle = calendar or await open_calendar(settings, sessionmaker)
+        app.state.settings = settings
+        app.state.engine = engine
+        app.state.sessionmaker = sessionmaker
+        app.state.calendar = handle.gateway
+        app.state.calendar_handle = handle
+        log.info(
+            "app.started",
+            version=__version__,
+            database=describe_url(settings.database_url),
+            calcom="sandbox" if handle.gateway.is_sandbox else settings.calcom_base_url,
+            duplicate_prevention=settings.duplicate_prevention_enabled,
+        )
+        if not settings.duplicate_prevention_enabled:
+            log.warning("guards.disabled", detail="duplicate prevention layers 1-3 are OFF; layer 4 stays")
+        if settings.retell_api_key is None:
+            log.warning(
+                "retell.unsigned",
+                detail="VOICEBOOK_RETELL_API_KEY is unset: Retell requests are "
+                + (
+                    "accepted UNSIGNED (insecure dev mode)"
+                    if settings.retell_insecure_dev_mode
+                    else "refused"
+                ),
+            )
+        try:
+            yield
+        finally:
+            if calendar is None:
+                await handle.aclose()
+            await engine.dispose()
+
+    app = FastAPI(title="voicebook", version=__version__, lifespan=lifespan)
+    api_errors.install(app)
+    app.include_router(ops.router)
+    return app

@@ -1,0 +1,33 @@
+"""The voicebook error tree.
+
+Every expected outcome is a subclass that knows the HTTP status it maps to, so the API renders
+them in one place and never answers with a traceback::
+
+    VoicebookError
+    ├── ConfigurationError            (settings or tenants file unusable)
+    ├── TenantFileError               (a tenants YAML that cannot be loaded)
+    └── booking.errors.BookingError   (domain outcomes; see that module)
+        └── booking.errors.CalendarError (what a calendar backend can answer)
+"""
+
+from __future__ import annotations
+
+
+class VoicebookError(Exception):
+    """Base of every error voicebook raises on purpose."""
+
+    status_code: int = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigurationError(VoicebookError):
+    """A setting makes the service unsafe or impossible to run."""
+
+
+class TenantFileError(VoicebookError):
+    """A tenants file that cannot be loaded; the message names file, entry and problem."""
+
+    status_code = 422

@@ -1,0 +1,280 @@
+"""Structured logging: one JSON line per decision, with personal data masked on the way out.
+
+Why it looks like this:
+
+- Logs are read by ``grep`` and by log shippers, so every line is one JSON object on stderr, and the
+  guard phrases (``STALE BOOKING DETECTED``, ``CALL ID MISMATCH``, ``DUPLICATE BOOKING ID IN
+  DATABASE``) appear verbatim in ``event``.
+- structlog renders through the standard library's ``logging`` (``ProcessorFormatter``), so uvicorn's,
+  SQLAlchemy's and httpx's records come out as the same JSON lines and pass the same redaction.
+- Callers' phone numbers and e-mail addresses are personal data and API keys, bearer tokens and
+  signatures are credentials: neither belongs in a log file. Redaction is the *last* step before
+  rendering, so no processor, library or careless ``log.info(..., body=raw)`` can get around it.
+- ``call_id``, ``attempt_id`` and ``company`` are bound once per request with
+  ``structlog.contextvars.bind_contextvars`` and then appear on every event of that request.
+
+The masking helpers (``mask_phone``, ``mask_email``, ``redact``) are public so that other outputs of
+personal data (the admin page, CLI reports) mask the same way the logs do.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Mapping
+from typing import IO, Any, TextIO, overload
+
+import structlog
+from pydantic import SecretBytes, SecretStr
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+__all__ = [
+    "REDACTED",
+    "configure_logging",
+    "get_logger",
+    "mask_email",
+    "mask_phone",
+    "redact",
+    "redact_processor",
+]
+
+REDACTED = "[redacted]"
+
+# A field whose *name* says it holds a credential is dropped whole, whatever its value looks like:
+# a key that happens not to match a pattern below must still never be written.
+_SENSITIVE_KEY = re.compile(r"key|secret|token|signature|authorization|password|cookie", re.I)
+
+# Credentials inside free text (an exception message, a logged header dict rendered as a string).
+# Retell's X-Retell-Signature: ``v=<ms>,d=<64 hex>``; the ms timestamp would otherwise look like a phone.
+_RETELL_SIGNATURE = re.compile(r"\bv=\d+\s*,\s*d=[0-9a-fA-F]{64}\b")
+_BEARER = re.compile(r"\b(Bearer)\s+[A-Za-z0-9\-._~+/]+=*", re.I)
+# Cal.com keys are ``cal_live_<hex>`` / ``cal_test_<hex>`` (older: ``cal_<hex>``); Retell keys
+# ``key_<...>``. ``call_...`` ids do not match: the prefix is ``cal_``, not ``call_``.
+_API_KEY = re.compile(r"\b(?:cal_(?:live|test)_[A-Za-z0-9]+|cal_[A-Za-z0-9]{16,}|key_[A-Za-z0-9_]{12,})\b")
+# A bare 64-hex run in text is an HMAC-SHA256 (Cal.com's X-Cal-Signature-256, a Retell ``d=``).
+_HEX_DIGEST = re.compile(r"\b[0-9a-fA-F]{64}\b")
+
+_EMAIL = re.compile(
+    r"([A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]*@([A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,})"
+)
+
+# Phone numbers in free text. One scan with two alternatives: ISO-8601 dates/datetimes are matched
+# first and kept as they are, so "2026-12-01T15:00:00+01:00" (eight digits and dashes) is never taken
+# for a phone number; everything else that is a run of 7..15 digits, optionally after "+" (or its
+# URL-encoding "%2B") or "(", with single spaces, dashes, slashes or parentheses between the digits,
+# and not glued to a word, is a phone number. The look-arounds keep digit runs inside identifiers
+# (booking uids, "call_7f3c...", UUIDs, hex digests), decimals, versions and URL path segments intact.
+_PHONE_OR_DATE = re.compile(
+    r"""
+    (?P<date>
+        (?<![\w.])
+        \d{4}-\d{2}-\d{2}
+        (?:[T\ ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?)?
+        (?:Z|[+-]\d{2}(?::?\d{2})?)?
+        (?!\w)
+    )
+    |
+    (?P<phone>
+        (?<![\w+\-./%])
+        (?:\+|%2[Bb]|\()?
+        \d
+        (?:(?:[\ \-/]|\)\ ?|\ ?\()?\d)+
+        (?![\w+]|[.,:/\-]\d)
+    )
+    """,
+    re.X,
+)
+_MIN_PHONE_DIGITS = 7
+_MAX_PHONE_DIGITS = 15  # E.164's limit; longer runs are ids or counters, not phone numbers
+_SAFE_KEYS = frozenset({"timestamp", "level", "logger"})
+
+
+def mask_phone(phone: str) -> str:
+    """Mask one phone number: keep the first 6 and the last 2 characters, a ``*`` for each one between.
+
+    ``+49301234567`` → ``+49301****67``: the country and area code stay (useful when a whole region
+    fails), the last two digits stay (enough for an operator to match a caller who reads them out),
+    the subscriber number goes. The length is kept so that masked numbers still line up in a table.
+    Short numbers give up prefix characters first so that at least four characters are always masked.
+    """
+    n = len(phone)
+    tail = 2 if n >= 5 else 0
+    head = min(6, max(n - tail - 4, 0))
+    return phone[:head] + "*" * (n - head - tail) + phone[n - tail :]
+
+
+def mask_email(email: str) -> str:
+    """Mask an e-mail address as the first character of the local part, ``***@`` and the domain.
+
+    ``hans@example.com`` → ``h***@example.com``: the domain tells an operator which company's
+    per-call fallback address (``booking+{call_id}@<company domain>``) or which provider is involved;
+    the mailbox is the caller's. Something without an ``@`` is masked whole rather than guessed at.
+    """
+    local, at, domain = email.rpartition("@")
+    if not at:
+        return "***"
+    return f"{local[:1]}***@{domain}"
+
+
+def _mask_phone_match(match: re.Match[str]) -> str:
+    text = match.group(0)
+    if match.group("date") is not None:
+        return text
+    digits = sum(ch.isdigit() for ch in text)
+    if digits < _MIN_PHONE_DIGITS:
+        return text
+    if digits > _MAX_PHONE_DIGITS:
+        # Several numbers run together ("0301234567 0307654321"): mask every digit rather than guess
+        # where one ends. A single long run without separators is an id, not a phone.
+        return re.sub(r"\d", "*", text) if not text.isdigit() else text
+    return mask_phone(text)
+
+
+def _redact_text(text: str) -> str:
+    """Mask credentials, then e-mails, then phone numbers inside free text.
+
+    Order matters: credentials first (a signature's ms timestamp or a key's digits must not be half
+    masked as a phone and the rest left readable), e-mails before phones (``4930123@x.de``).
+    """
+    if not text:
+        return text
+    text = _RETELL_SIGNATURE.sub(REDACTED, text)
+    text = _BEARER.sub(rf"\1 {REDACTED}", text)
+    text = _API_KEY.sub(REDACTED, text)
+    text = _HEX_DIGEST.sub(REDACTED, text)
+    if "@" in text:
+        text = _EMAIL.sub(r"\1***@\2", text)
+    if any(ch.isdigit() for ch in text):
+        text = _PHONE_OR_DATE.sub(_mask_phone_match, text)
+    return text
+
+
+@overload
+def redact(obj: str) -> str: ...
+@overload
+def redact(obj: Mapping[Any, Any]) -> dict[Any, Any]: ...
+@overload
+def redact(obj: object) -> object: ...
+def redact(obj: object) -> object:
+    """Return a copy of ``obj`` that is safe to log or show: masked text, dropped credentials.
+
+    Recurses into mappings and sequences. A mapping entry whose key names a credential (``api_key``,
+    ``X-Retell-Signature``, ``Authorization``, ``password``…) is replaced whole, as is any pydantic
+    ``SecretStr``. Numbers, booleans and ``None`` pass unchanged (an ``event_type_id`` is not a phone
+    number); any other object is logged by its ``str`` and that string is redacted, because renderers
+    would otherwise print its ``repr`` unchecked.
+    """
+    if obj is None or isinstance(obj, bool | int | float):
+        return obj
+    if isinstance(obj, str):
+        return _redact_text(obj)
+    if isinstance(obj, SecretStr | SecretBytes):
+        return REDACTED
+    if isinstance(obj, Mapping):
+        return {key: REDACTED if _is_sensitive_key(key) else redact(value) for key, value in obj.items()}
+    if isinstance(obj, list | tuple | set | frozenset):
+        return [redact(item) for item in obj]
+    if isinstance(obj, bytes | bytearray):
+        return _redact_text(bytes(obj).decode("utf-8", "replace"))
+    return _redact_text(str(obj))
+
+
+def _is_sensitive_key(key: object) -> bool:
+    return isinstance(key, str) and _SENSITIVE_KEY.search(key) is not None
+
+
+def redact_processor(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """structlog processor: redact every value of the event, ``event`` itself included."""
+    return {
+        key: value if key in _SAFE_KEYS else REDACTED if _is_sensitive_key(key) else redact(value)
+        for key, value in event_dict.items()
+    }
+
+
+class _StderrHandler(logging.StreamHandler[TextIO]):
+    """A handler that looks ``sys.stderr`` up at every write, not once at configuration time.
+
+    pytest's ``capsys`` and anything else that swaps ``sys.stderr`` would otherwise be bypassed by a
+    handler holding on to the original stream.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr  # handle() holds the handler's lock around emit()
+        super().emit(record)
+
+
+_HANDLER_MARK = "_voicebook_handler"
+# uvicorn installs its own handlers unless run with ``log_config=None``; these loggers are handed to
+# the root logger so that their lines are JSON too.
+_HANDED_OVER_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
+
+
+def configure_logging(level: str = "INFO", json: bool = True, stream: IO[str] | None = None) -> None:
+    """Route structlog and the standard library's ``logging`` into one redacted output on stderr.
+
+    Safe to call more than once (tests, ``create_app`` after the CLI): the handler installed by an
+    earlier call is replaced, never duplicated. ``json=False`` renders for a human at a terminal;
+    ``stream`` (default: whatever ``sys.stderr`` is at the time of each write) lets tests capture it.
+    """
+    timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
+    # Runs on structlog's and the standard library's events alike, before rendering.
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_logger_name,
+        structlog.stdlib.add_log_level,
+        timestamper,
+    ]
+    renderer: Processor = (
+        structlog.processors.JSONRenderer(ensure_ascii=False)
+        if json
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.StackInfoRenderer(),
+            structlog.processors.format_exc_info,
+            structlog.processors.UnicodeDecoder(),
+            redact_processor,  # last before the renderer: nothing unredacted gets past it
+            renderer,
+        ],
+    )
+    handler: logging.Handler = _StderrHandler() if stream is None else logging.StreamHandler(stream)
+    handler.setFormatter(formatter)
+    setattr(handler, _HANDLER_MARK, True)
+
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]:
+        root.removeHandler(old)
+        old.close()
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    for name in _HANDED_OVER_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
+
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.stdlib.PositionalArgumentsFormatter(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        # Not cached: a module-level ``log = get_logger(...)`` used before configure_logging() ran
+        # (imports, tests) must still pick up the configuration that is in force when it logs.
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
+    """Return a structlog logger; ``name`` (a dotted module name) becomes the ``logger`` field."""
+    logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name)
+    return logger

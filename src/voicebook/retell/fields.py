@@ -1,0 +1,194 @@
+"""Readers for single argument values, written for what LLMs really send rather than the schema.
+
+The tool schemas ask for ``YYYY-MM-DD``, ``HH:MM`` and ``YYYY-MM-DDTHH:MM``, but models add seconds,
+offsets, a space instead of ``T``, "9 Uhr", numbers as JSON numbers, or the string "null" for an
+optional value they do not know. Each reader accepts the sane variants and turns everything else into
+an ``ArgumentError`` with a code the agent can explain; none of them lets another exception escape,
+because a 500 in the middle of a phone call leaves the caller with silence.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, time, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+
+from voicebook.retell.errors import ArgumentError
+
+NAME_MAX = 100
+NOTES_MAX = 500
+SERVICE_MAX = 100
+
+# Strings models put into optional fields when they have nothing to say.
+_PLACEHOLDERS = frozenset(
+    {"", "null", "none", "nil", "n/a", "-", "unknown", "unbekannt", "keine", "kein", "nicht"}
+    | {"not provided", "nicht angegeben", "undefined", "no", "nein"}
+)
+
+_DATE_ISO = re.compile(r"(\d{4})-(\d{2})-(\d{2})(?:[T ].*)?", re.ASCII | re.DOTALL)
+_DATE_DE = re.compile(r"(\d{1,2})\.(\d{1,2})\.(\d{4})", re.ASCII)
+_TIME = re.compile(
+    r"(?P<h>\d{1,2})(?:[:.h](?P<m>\d{2})(?::(?P<s>\d{2}))?)?\s*"
+    r"(?P<suffix>uhr|h|am|pm|a\.m\.|p\.m\.)?",
+    re.ASCII | re.IGNORECASE,
+)
+_START = re.compile(
+    r"(?P<date>\d{4}-\d{2}-\d{2})(?:T|\s+)(?P<h>\d{1,2}):(?P<m>\d{2})"
+    r"(?::(?P<s>\d{2})(?:[.,]\d{1,9})?)?\s*"
+    r"(?P<tz>Z|[+-]\d{2}(?::?\d{2})?)?",
+    re.ASCII | re.IGNORECASE,
+)
+_TODAY = frozenset({"today", "heute"})
+_TOMORROW = frozenset({"tomorrow", "morgen"})
+
+
+def is_absent(value: object) -> bool:
+    """JSON null, an empty string and placeholder words all mean "not given"."""
+    if value is None:
+        return True
+    return isinstance(value, str) and value.strip().casefold() in _PLACEHOLDERS
+
+
+def text(value: object, field: str, *, max_len: int) -> str:
+    """A trimmed single-line string; inner whitespace runs collapse so "Anna  Müller" is one name."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ArgumentError(field, "invalid")
+    cleaned = " ".join(str(value).split())
+    if not cleaned:
+        raise ArgumentError(field, "missing")
+    if len(cleaned) > max_len:
+        raise ArgumentError(field, "too_long")
+    return cleaned
+
+
+def person_name(value: object, field: str = "name") -> str:
+    """A caller's name as spoken: umlauts and accents kept, but it must contain a letter."""
+    if is_absent(value):
+        raise ArgumentError(field, "missing")
+    name = text(value, field, max_len=NAME_MAX)
+    if not any(ch.isalpha() for ch in name):
+        raise ArgumentError(field, "invalid")
+    return name
+
+
+def calendar_date(value: object, field: str, *, today: date) -> date:
+    """``YYYY-MM-DD`` (a trailing time part is ignored), ``DD.MM.YYYY``, or today/tomorrow."""
+    if not isinstance(value, str):
+        raise ArgumentError(field, "bad_date")
+    raw = value.strip()
+    word = raw.casefold()
+    if word in _TODAY:
+        return today
+    if word in _TOMORROW:
+        return today + timedelta(days=1)
+    if m := _DATE_ISO.fullmatch(raw):
+        y, mo, d = int(m[1]), int(m[2]), int(m[3])
+    elif m := _DATE_DE.fullmatch(raw):
+        d, mo, y = int(m[1]), int(m[2]), int(m[3])
+    else:
+        raise ArgumentError(field, "bad_date")
+    try:
+        return date(y, mo, d)
+    except ValueError:
+        raise ArgumentError(field, "bad_date") from None
+
+
+def time_of_day(value: object, field: str) -> time:
+    """"9", "09:00", "9.30", "9 Uhr", "14h", "3 PM", "09:00:00" or the JSON number 9."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not (m := _TIME.fullmatch(value.strip())):
+        raise ArgumentError(field, "bad_time")
+    hour, minute = int(m["h"]), int(m["m"] or 0)
+    suffix = (m["suffix"] or "").casefold().replace(".", "")
+    if suffix in {"am", "pm"}:
+        if not 1 <= hour <= 12:
+            raise ArgumentError(field, "bad_time")
+        hour = hour % 12 + (12 if suffix == "pm" else 0)
+    if hour > 23 or minute > 59 or int(m["s"] or 0) > 59:
+        raise ArgumentError(field, "bad_time")
+    return time(hour, minute)
+
+
+def wall_to_utc(wall: datetime, tz: ZoneInfo, field: str) -> datetime:
+    """Place a naive wall time in ``tz`` and return the UTC instant.
+
+    A time in the spring-forward gap does not exist: rather than silently shifting it an hour (what
+    zoneinfo does), refuse it so the agent asks again. An ambiguous autumn time takes its *first*
+    occurrence (``fold=0``, still summer time): the earlier instant is what a caller means by
+    "2:30" before the clocks go back, and the choice is stable across retries.
+    """
+    local = wall.replace(tzinfo=tz, fold=0)
+    try:
+        instant = local.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise ArgumentError(field, "bad_date") from None
+    if instant.astimezone(tz).replace(tzinfo=None) != wall.replace(tzinfo=None):
+        raise ArgumentError(field, "nonexistent_time")
+    return instant
+
+
+def _offset(raw: str, field: str) -> timezone:
+    if raw.upper() == "Z":
+        return UTC
+    digits = raw[1:].replace(":", "")
+    hours, minutes = int(digits[:2]), int(digits[2:] or 0)
+    if hours > 14 or minutes > 59:
+        raise ArgumentError(field, "bad_time")
+    delta = timedelta(hours=hours, minutes=minutes)
+    return timezone(-delta if raw[0] == "-" else delta)
+
+
+def resolve_start(value: str, tz: ZoneInfo, field: str = "start") -> datetime:
+    """Turn a start as the agent sends it into a UTC-aware instant.
+
+    Without an offset the value is a wall time in the company's zone (``tz``), see ``wall_to_utc``
+    for daylight-saving gaps and overlaps; with ``Z`` or ``±HH:MM`` the offset wins, because the model
+    then told us exactly which instant it means. Seconds and fractions are accepted and dropped:
+    slots start on whole minutes and dropping them keeps retries' idempotency keys equal.
+    """
+    if not isinstance(value, str) or not (m := _START.fullmatch(value.strip())):
+        raise ArgumentError(field, "bad_time")
+    day = calendar_date(m["date"], field, today=date.min)
+    hour, minute, second = int(m["h"]), int(m["m"]), int(m["s"] or 0)
+    if hour > 23 or minute > 59 or second > 59:
+        raise ArgumentError(field, "bad_time")
+    wall = datetime.combine(day, time(hour, minute))
+    if m["tz"] is None:
+        return wall_to_utc(wall, tz, field)
+    try:
+        return wall.replace(tzinfo=_offset(m["tz"], field)).astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise ArgumentError(field, "bad_date") from None
+
+
+def phone_e164(value: object, field: str, region: str) -> str:
+    """Normalise to E.164; a national number ("030 1234567") is read in the company's region."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise ArgumentError(field, "bad_phone")
+    try:
+        number = phonenumbers.parse(value.strip(), region.upper())
+    except phonenumbers.NumberParseException:
+        raise ArgumentError(field, "bad_phone") from None
+    if not phonenumbers.is_valid_number(number):
+        raise ArgumentError(field, "bad_phone")
+    return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+
+
+def email_address(value: object, field: str = "email") -> str:
+    """A syntactically valid address, normalised by email-validator (domain lower-cased).
+
+    No DNS lookup: it would add latency mid-call and fail for new or offline domains.
+    """
+    if not isinstance(value, str):
+        raise ArgumentError(field, "bad_email")
+    try:
+        result = validate_email(value.strip(), check_deliverability=False)
+    except (EmailNotValidError, UnicodeError, ValueError):
+        raise ArgumentError(field, "bad_email") from None
+    return str(result.normalized)
