@@ -1,15 +1,15 @@
 """Domain outcomes of booking, and what a calendar backend can answer.
 
-    VoicebookError
-    └── BookingError
-        ├── CalendarError                 (raised by a CalendarGateway)
-        │   ├── SlotUnavailable           the slot is taken or not offered (nothing was booked)
-        │   ├── CalendarRejected          any other refusal (4xx): status, code, message
-        │   ├── CalendarUnavailable       nothing took effect (connect error, 5xx before processing)
-        │   │   └── RateLimited           429; reset_seconds says when to try again
-        │   └── OutcomeUnknown            the request may have taken effect (read timeout, reset after send)
-        ├── AttemptConflict               same idempotency key, different parameters
-        └── ForeignBooking                the calendar answered with a booking that is not ours
+VoicebookError
+└── BookingError
+    ├── CalendarError                 (raised by a CalendarGateway)
+    │   ├── SlotUnavailable           the slot is taken or not offered (nothing was booked)
+    │   ├── CalendarRejected          any other refusal (4xx): status, code, message
+    │   ├── CalendarUnavailable       nothing took effect (connect error, 5xx before processing)
+    │   │   └── RateLimited           429; reset_seconds says when to try again
+    │   └── OutcomeUnknown            the request may have taken effect (read timeout, reset after send)
+    ├── AttemptConflict               same idempotency key, different parameters
+    └── ForeignBooking                the calendar answered with a booking that is not ours
 """
 
 from __future__ import annotations

@@ -17,9 +17,7 @@ class CalendarGateway(Protocol):
     @property
     def is_sandbox(self) -> bool: ...
 
-    async def find_slots(
-        self, event_type_id: int, start: datetime, end: datetime
-    ) -> list[datetime]:
+    async def find_slots(self, event_type_id: int, start: datetime, end: datetime) -> list[datetime]:
         """Free slot starts (UTC) in ``[start, end)``."""
         ...
 

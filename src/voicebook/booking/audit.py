@@ -1,0 +1,52 @@
+"""Every guard verdict, replay and reconciler action: one guard_events row and one log event.
+
+Rejections are logged with the exact phrase as the event ("STALE BOOKING DETECTED", ...), so
+``grep "CALL ID MISMATCH"`` over the JSON logs keeps working.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from voicebook.db.models import GuardEvent
+
+log = structlog.get_logger("voicebook.booking")
+
+
+def guard_event(
+    session: AsyncSession,
+    *,
+    layer: str,
+    verdict: str,
+    reason: str,
+    call_id: str | None,
+    attempt_id: str | None,
+    company_id: int | None,
+    calcom_booking_uid: str | None,
+    details: dict[str, Any] | None = None,
+    rejected: bool = False,
+) -> None:
+    session.add(
+        GuardEvent(
+            layer=layer,
+            verdict=verdict,
+            reason=reason,
+            call_id=call_id,
+            attempt_id=attempt_id,
+            company_id=company_id,
+            calcom_booking_uid=calcom_booking_uid,
+            details=details,
+        )
+    )
+    emit = log.warning if rejected else log.info
+    emit(
+        verdict,
+        layer=layer,
+        reason=reason,
+        call_id=call_id,
+        attempt_id=attempt_id,
+        calcom_booking_uid=calcom_booking_uid,
+    )

@@ -1,0 +1,138 @@
+"""Layers 3 and 4: one local appointment per Cal.com booking, and never another call's appointment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from voicebook import metrics
+from voicebook.booking import attempts, audit
+from voicebook.booking.guards import DUPLICATE
+from voicebook.booking.types import CalendarBooking
+from voicebook.db.models import Appointment, BookingAttempt
+
+
+@dataclass(frozen=True)
+class Recorded:
+    appointment: Appointment | None  # None: the uid belongs to another call (rejected)
+    replayed: bool
+
+
+async def _existing(session: AsyncSession, uid: str) -> Appointment | None:
+    return (
+        await session.execute(select(Appointment).where(Appointment.calcom_booking_uid == uid))
+    ).scalar_one_or_none()
+
+
+async def _resolve_existing(
+    session: AsyncSession, attempt: BookingAttempt, existing: Appointment, layer: str, now: datetime
+) -> Recorded:
+    """The uid is already recorded: the same call gets it back, any other call is refused."""
+    if existing.call_id == attempt.call_id:
+        await attempts.move(
+            session,
+            attempt.id,
+            attempts.IN_FLIGHT,
+            attempts.RECORDED,
+            now,
+            calcom_booking_uid=existing.calcom_booking_uid,
+            guard_verdict="idempotent_replay",
+        )
+        audit.guard_event(
+            session,
+            layer=layer,
+            verdict="idempotent_replay",
+            reason="appointment of this call already recorded",
+            call_id=attempt.call_id,
+            attempt_id=attempt.public_id,
+            company_id=attempt.company_id,
+            calcom_booking_uid=existing.calcom_booking_uid,
+        )
+        return Recorded(existing, replayed=True)
+    await attempts.move(
+        session,
+        attempt.id,
+        attempts.IN_FLIGHT,
+        attempts.REJECTED,
+        now,
+        calcom_booking_uid=existing.calcom_booking_uid,
+        guard_verdict=DUPLICATE,
+    )
+    audit.guard_event(
+        session,
+        layer=layer,
+        verdict=DUPLICATE,
+        rejected=True,
+        reason=f"booking uid already recorded for appointment {existing.id} of another call",
+        call_id=attempt.call_id,
+        attempt_id=attempt.public_id,
+        company_id=attempt.company_id,
+        calcom_booking_uid=existing.calcom_booking_uid,
+        details={"owner_call_id": existing.call_id or ""},
+    )
+    metrics.GUARD_REJECTIONS.labels(layer="duplicate_in_db" if layer == "layer3" else "constraint").inc()
+    return Recorded(None, replayed=False)
+
+
+async def record_booking(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    attempt_id: int,
+    booking: CalendarBooking,
+    *,
+    customer_id: int | None,
+    guards_enabled: bool,
+    now: datetime,
+) -> Recorded:
+    """Insert the appointment and mark the attempt recorded, in one transaction.
+
+    Layer 3 looks the uid up first (skipped when duplicate prevention is off); layer 4 is the unique
+    index: losing an insert race rolls back and is then resolved exactly like layer 3, never a 500.
+    """
+    try:
+        async with sessionmaker() as session, session.begin():
+            attempt = await attempts.by_id(session, attempt_id)
+            existing = await _existing(session, booking.uid) if guards_enabled else None
+            if existing is not None:
+                return await _resolve_existing(session, attempt, existing, "layer3", now)
+            appointment = Appointment(
+                company_id=attempt.company_id,
+                service_id=attempt.service_id,
+                customer_id=customer_id,
+                call_id=attempt.call_id,
+                attempt_id=attempt.id,
+                calcom_booking_uid=booking.uid,
+                event_type_id=attempt.event_type_id,
+                start_at=booking.start,
+                end_at=booking.end,
+                status="booked",
+                source="voicebook",
+                attendee_name=attempt.attendee_name,
+                attendee_email=attempt.attendee_email,
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(appointment)
+            await session.flush()
+            await attempts.move(
+                session,
+                attempt.id,
+                attempts.IN_FLIGHT,
+                attempts.RECORDED,
+                now,
+                calcom_booking_uid=booking.uid,
+            )
+            return Recorded(appointment, replayed=False)
+    except IntegrityError:
+        pass
+    # Layer 4 fired: another transaction recorded this uid first. Resolve in a fresh transaction.
+    metrics.CONSTRAINT_VIOLATIONS.labels(constraint="uq_appointment_calcom_booking_uid").inc()
+    async with sessionmaker() as session, session.begin():
+        attempt = await attempts.by_id(session, attempt_id)
+        existing = await _existing(session, booking.uid)
+        if existing is None:  # pragma: no cover - the winner's row vanished; let the reconciler retry
+            raise RuntimeError("unique violation without a holder")
+        return await _resolve_existing(session, attempt, existing, "layer4", now)

@@ -1,0 +1,137 @@
+"""Resolve who is calling whom: company from the called number, service by name or alias, the customer."""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from voicebook.db import queries
+from voicebook.db.models import Call, Company, Customer
+
+
+@dataclass(frozen=True)
+class CallContext:
+    call_id: str
+    from_number: str | None = None
+    to_number: str | None = None
+
+
+@dataclass(frozen=True)
+class Tenant:
+    company_id: int
+    slug: str
+    name: str
+    timezone: str
+    email_domain: str
+    locale: str
+    country: str
+
+
+@dataclass(frozen=True)
+class ServiceRef:
+    id: int
+    name: str
+    event_type_id: int
+    duration_minutes: int
+
+
+def _tenant(company: Company) -> Tenant:
+    return Tenant(
+        company.id,
+        company.slug,
+        company.name,
+        company.timezone,
+        company.email_domain,
+        company.locale,
+        company.country,
+    )
+
+
+def _fold(text: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", text.casefold().strip())
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).replace("ß", "ss")
+
+
+async def resolve_tenant(session: AsyncSession, ctx: CallContext) -> Tenant | None:
+    """The called number decides; without one, the call row (from call_started) or a single company."""
+    if ctx.to_number:
+        company = await queries.company_by_number(session, ctx.to_number)
+        return _tenant(company) if company else None
+    call = (
+        await session.execute(select(Call).where(Call.retell_call_id == ctx.call_id))
+    ).scalar_one_or_none()
+    if call is not None and call.company_id is not None:
+        return _tenant(await session.get_one(Company, call.company_id))
+    companies = (await session.execute(select(Company).limit(2))).scalars().all()
+    return _tenant(companies[0]) if len(companies) == 1 else None
+
+
+async def find_service(session: AsyncSession, company_id: int, name: str) -> ServiceRef | None:
+    wanted = _fold(name)
+    services = await queries.services_of(session, company_id)
+    for service in services:
+        if wanted in {_fold(service.name), *(_fold(a) for a in service.aliases or [])}:
+            return ServiceRef(service.id, service.name, service.event_type_id, service.duration_minutes)
+    for service in services:  # "ein Haarschnitt bitte" → Haarschnitt
+        if _fold(service.name) in wanted:
+            return ServiceRef(service.id, service.name, service.event_type_id, service.duration_minutes)
+    return None
+
+
+async def service_names(session: AsyncSession, company_id: int) -> list[str]:
+    return [s.name for s in await queries.services_of(session, company_id)]
+
+
+async def ensure_call(session: AsyncSession, ctx: CallContext, company_id: int, now: datetime) -> None:
+    """Record the call before any side effect; a repeated insert is a no-op."""
+    await queries.insert_or_nothing(
+        session,
+        Call.__table__,  # type: ignore[arg-type]
+        {
+            "retell_call_id": ctx.call_id,
+            "company_id": company_id,
+            "from_number": ctx.from_number,
+            "to_number": ctx.to_number,
+            "status": "ongoing",
+            "created_at": now,
+            "updated_at": now,
+        },
+    )
+
+
+async def ensure_customer(
+    session: AsyncSession,
+    company_id: int,
+    phone: str | None,
+    name: str | None,
+    email: str | None,
+    now: datetime,
+) -> int | None:
+    if not phone:
+        return None
+    await queries.insert_or_nothing(
+        session,
+        Customer.__table__,  # type: ignore[arg-type]
+        {
+            "company_id": company_id,
+            "phone": phone,
+            "name": name,
+            "email": email,
+            "created_at": now,
+            "updated_at": now,
+        },
+    )
+    customer = (
+        await session.execute(
+            select(Customer).where(Customer.company_id == company_id, Customer.phone == phone)
+        )
+    ).scalar_one()
+    if name and customer.name != name:
+        customer.name = name
+    if email and customer.email != email:
+        customer.email = email
+    return customer.id

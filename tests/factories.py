@@ -1,0 +1,34 @@
+"""Typed factories for test data."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from voicebook.booking.tenancy import ServiceRef, Tenant
+from voicebook.db.models import Company, PhoneNumber, Service
+
+
+async def make_tenant(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    slug: str = "salon-mitte",
+    number: str = "+49301234567",
+    event_type_id: int = 2563193,
+    round_robin: bool = False,
+) -> tuple[Tenant, ServiceRef]:
+    async with sessionmaker() as session, session.begin():
+        company = Company(
+            slug=slug, name="Salon Mitte", timezone="Europe/Berlin", email_domain=f"{slug}.example", locale="de",
+            country="DE",
+        )
+        session.add(company)
+        await session.flush()
+        session.add(PhoneNumber(company_id=company.id, number=number))
+        service = Service(
+            company_id=company.id, name="Haarschnitt", aliases=["Herrenschnitt"], event_type_id=event_type_id,
+            duration_minutes=30, round_robin=round_robin,
+        )
+        session.add(service)
+        await session.flush()
+        tenant = Tenant(company.id, slug, company.name, company.timezone, company.email_domain, "de", "DE")
+        return tenant, ServiceRef(service.id, service.name, service.event_type_id, service.duration_minutes)

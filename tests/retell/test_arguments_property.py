@@ -1,0 +1,76 @@
+"""Whatever JSON a model produces, parsing either succeeds or raises ArgumentError."""
+
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from voicebook.retell.arguments import FUNCTION_NAMES, parse_arguments
+from voicebook.retell.errors import ARGUMENT_CODES, ArgumentError
+from voicebook.retell.fields import resolve_start
+
+KNOWN_KEYS = [
+    "service", "date", "time", "start", "new_start", "name", "phone", "email", "notes",
+    "slot_start", "attendee_name", "attendee_email", "attendee_phone", "call_id", "timezone",
+]  # fmt: skip
+ZONES = [ZoneInfo(z) for z in ("Europe/Berlin", "America/New_York", "UTC", "Pacific/Chatham")]
+
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text()
+)
+plausible = st.sampled_from(
+    ["", "null", "9", "25:00", "9 Uhr", "3 PM", "2026-03-29T02:30", "2026-10-25 02:30:59",
+     "0001-01-01T00:00+14:00", "9999-12-31T23:59-14:00", "9999-12-31T23:59", "0001-01-01T00:30",
+     "2026-02-30T10:00", "+49 30 1234567", "030 1234567", "a@b.c", "x@ex\u00e4mple.de", "30.02.2026",
+     "morgen", "2026-03-10T09:00:00.123456789Z", "\u0663\u0660:\u0660\u0660", "x" * 600]
+)  # fmt: skip
+json_values = st.recursive(
+    json_scalars | plausible,
+    lambda children: st.lists(children, max_size=3)
+    | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    max_leaves=8,
+)
+arg_objects = st.dictionaries(
+    st.sampled_from(KNOWN_KEYS) | st.text(max_size=8), json_values, max_size=8
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    function=st.sampled_from(sorted(FUNCTION_NAMES)) | st.text(max_size=10),
+    args=arg_objects,
+    caller=st.none() | st.text(max_size=20) | st.just("+491701234567"),
+    zone=st.sampled_from(ZONES),
+    region=st.sampled_from(["DE", "US", "AT", "ZZ", "", "de"]),
+    now=st.datetimes(timezones=st.just(UTC)),
+)
+def test_parse_only_raises_argument_error(
+    function: str,
+    args: dict[str, object],
+    caller: str | None,
+    zone: ZoneInfo,
+    region: str,
+    now: datetime,
+) -> None:
+    try:
+        parse_arguments(function, args, tz=zone, region=region, now=now, caller_phone=caller)
+    except ArgumentError as error:
+        assert error.code in ARGUMENT_CODES
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    value=st.text() | st.datetimes().map(lambda d: d.isoformat(timespec="minutes")),
+    zone=st.sampled_from(ZONES),
+)
+def test_resolve_start_only_raises_argument_error(value: str, zone: ZoneInfo) -> None:
+    try:
+        instant = resolve_start(value, zone)
+    except ArgumentError:
+        return
+    assert instant.tzinfo is UTC
