@@ -1,7 +1,8 @@
 """Shared fixtures: the ``db_url`` fixture runs a test on SQLite, PostgreSQL and MariaDB.
 
-Each backend's schema is built once per session by running the Alembic migrations (downgrade to base
-first, so a previous run's leftovers are gone), and every test starts from empty tables. A backend whose
+Each backend's schema is built once per session by running the Alembic migrations, in a scratch database
+of the session's own on PostgreSQL and MariaDB (created beside the configured one, dropped at the end),
+and every test starts from empty tables. A backend whose
 server is absent is skipped loudly, unless VOICEBOOK_TEST_REQUIRE_ALL_DATABASES=1 (CI), where that fails.
 """
 
@@ -14,12 +15,13 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy import make_url, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from voicebook.db import migrate
 from voicebook.db.base import Base
 from voicebook.db.session import describe_url, make_engine, make_sessionmaker
+from voicebook.settings import to_async_url
 
 DEFAULT_URLS = {
     "postgresql": "postgresql://postgres@127.0.0.1:5432/test",
@@ -54,13 +56,32 @@ def database_urls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return _configured_urls(tmp_path_factory.mktemp("db"))
 
 
+async def _scratch_database(url: str, *, drop: bool) -> str:
+    """A database of this test session's own beside the configured one, so parallel runs never collide."""
+    base = make_url(to_async_url(url))
+    name = f"voicebook_test_{os.getpid()}"
+    engine = create_async_engine(base, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as conn:
+            quoted = f'"{name}"' if base.get_backend_name() == "postgresql" else f"`{name}`"
+            await conn.execute(text(f"DROP DATABASE IF EXISTS {quoted}"))
+            if not drop:
+                await conn.execute(text(f"CREATE DATABASE {quoted}"))
+    finally:
+        await engine.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
 @pytest.fixture(scope="session")
 def migrated_backends(database_urls: dict[str, str]) -> Iterator[dict[str, str]]:
     """Backends whose schema is at head for this session (built lazily by ``_migrated``)."""
     ready: dict[str, str] = {}
     yield ready
-    for url in ready.values():
-        migrate.downgrade(url, "base")
+    for backend, url in ready.items():
+        if backend == "sqlite":
+            migrate.downgrade(url, "base")
+        else:
+            asyncio.run(_scratch_database(database_urls[backend], drop=True))
 
 
 def _migrated(backend: str, database_urls: dict[str, str], ready: dict[str, str]) -> str:
@@ -76,6 +97,8 @@ def _migrated(backend: str, database_urls: dict[str, str], ready: dict[str, str]
         if os.environ.get("VOICEBOOK_TEST_REQUIRE_ALL_DATABASES") == "1":
             pytest.fail(message + " (VOICEBOOK_TEST_REQUIRE_ALL_DATABASES=1)", pytrace=False)
         pytest.skip(message)
+    if backend != "sqlite":
+        url = asyncio.run(_scratch_database(url, drop=False))
     migrate.downgrade(url, "base")
     migrate.upgrade(url, "head")
     ready[backend] = url

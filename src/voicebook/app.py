@@ -10,9 +10,10 @@ from fastapi import FastAPI
 
 from voicebook import __version__
 from voicebook.api import errors as api_errors
-from voicebook.api import ops
+from voicebook.api import ops, retell, webhooks
 from voicebook.calendar_factory import CalendarHandle, open_calendar
 from voicebook.db.session import describe_url, make_engine, make_sessionmaker
+from voicebook.logging import configure_logging
 from voicebook.settings import Settings, get_settings
 
 log = structlog.get_logger("voicebook.app")
@@ -21,6 +22,7 @@ log = structlog.get_logger("voicebook.app")
 def create_app(settings: Settings | None = None, *, calendar: CalendarHandle | None = None) -> FastAPI:
     """Build the app; ``calendar`` lets tests inject a gateway (e.g. the sandbox over ASGITransport)."""
     settings = settings or get_settings()
+    configure_logging(settings.log_level, json=settings.log_json)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -32,6 +34,7 @@ def create_app(settings: Settings | None = None, *, calendar: CalendarHandle | N
         app.state.sessionmaker = sessionmaker
         app.state.calendar = handle.gateway
         app.state.calendar_handle = handle
+        app.state.sandbox = handle.sandbox
         log.info(
             "app.started",
             version=__version__,
@@ -61,4 +64,6 @@ def create_app(settings: Settings | None = None, *, calendar: CalendarHandle | N
     app = FastAPI(title="voicebook", version=__version__, lifespan=lifespan)
     api_errors.install(app)
     app.include_router(ops.router)
+    app.include_router(retell.router)
+    app.include_router(webhooks.router)
     return app

@@ -1,28 +1,83 @@
-"""Chooses the calendar: real Cal.com when a key is set, otherwise the built-in sandbox."""
+"""Chooses the calendar: real Cal.com when a key is set, otherwise the built-in sandbox.
+
+In sandbox mode the sandbox runs in this process behind ``httpx.ASGITransport``: the real client speaks
+real Cal.com v2 HTTP to it, no socket and no account needed. It holds an event type for every service
+of the loaded tenants (read at start-up), with working hours that give free slots on the coming days.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+import httpx
+import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from voicebook import metrics
 from voicebook.booking.ports import CalendarGateway
+from voicebook.calcom.client import CalcomClient
+from voicebook.calcom.gateway import CalcomGateway
+from voicebook.calcom.sandbox import Sandbox, event_type_from_service
+from voicebook.calcom.transport import build_http_client
+from voicebook.db.queries import all_services
 from voicebook.settings import Settings
+
+log = structlog.get_logger("voicebook.app")
+SANDBOX_BASE_URL = "https://api.cal.com"
+SANDBOX_KEY = "cal_sandbox_local"
 
 
 @dataclass
 class CalendarHandle:
     gateway: CalendarGateway
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-    sandbox: object | None = None
+    sandbox: Sandbox | None = None
 
     async def aclose(self) -> None:
         for close in reversed(self.closers):
             await close()
 
 
-async def open_calendar(
-    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
-) -> CalendarHandle:
-    raise NotImplementedError
+def sandbox_gateway(sandbox: Sandbox, *, timeout: float = 10.0) -> tuple[CalcomGateway, httpx.AsyncClient]:
+    """The real client and gateway, talking to ``sandbox`` in process."""
+    http = build_http_client(
+        SANDBOX_BASE_URL, SANDBOX_KEY, timeout, transport=httpx.ASGITransport(app=sandbox.app)
+    )
+    return CalcomGateway(CalcomClient(http, on_response=metrics.observe_calcom), is_sandbox=True), http
+
+
+async def open_calendar(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> CalendarHandle:
+    if settings.calcom_api_key is not None:
+        http = build_http_client(
+            settings.calcom_base_url,
+            settings.calcom_api_key.get_secret_value(),
+            settings.calcom_timeout_seconds,
+        )
+        gateway = CalcomGateway(CalcomClient(http, on_response=metrics.observe_calcom), is_sandbox=False)
+        return CalendarHandle(gateway, [http.aclose])
+    secret = settings.calcom_webhook_secret.get_secret_value() if settings.calcom_webhook_secret else None
+    sandbox = Sandbox(
+        state_file=settings.sandbox_state_file,
+        webhook_url=settings.sandbox_webhook_url,
+        webhook_secret=secret,
+        control_enabled=settings.sandbox_control_enabled,
+        api_key=SANDBOX_KEY,
+    )
+    async with sessionmaker() as session:
+        services = await all_services(session)
+    for service, company in services:
+        sandbox.add_event_type(
+            event_type_from_service(
+                service.event_type_id,
+                service.name,
+                service.duration_minutes,
+                service.round_robin,
+                company.timezone,
+            )
+        )
+    log.info(
+        "calcom.sandbox", event_types=len(services), detail="no VOICEBOOK_CALCOM_API_KEY: built-in sandbox"
+    )
+    gateway, http = sandbox_gateway(sandbox, timeout=settings.calcom_timeout_seconds)
+    return CalendarHandle(gateway, [http.aclose, sandbox.drain_webhooks], sandbox=sandbox)

@@ -21,8 +21,8 @@ NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # Monday, 10:00 in Berlin (CET)
 CALLER = "+491701234567"
 
 
-def utc(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=UTC)  # type: ignore[misc]
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 def book(**kw: object) -> BookAppointment:
@@ -172,9 +172,7 @@ def test_llm_argument_variants(
     expected: Command | tuple[str, str],
 ) -> None:
     def parse() -> Command:
-        return parse_arguments(
-            function, args, tz=BERLIN, region="DE", now=NOW, caller_phone=caller
-        )
+        return parse_arguments(function, args, tz=BERLIN, region="DE", now=NOW, caller_phone=caller)
 
     if isinstance(expected, tuple):
         with pytest.raises(ArgumentError) as info:
@@ -190,18 +188,15 @@ def test_table_is_large_enough() -> None:
 
 
 def test_commands_are_frozen_and_name_their_function() -> None:
-    command = parse_arguments(
-        "book_appointment", BK, tz=BERLIN, region="DE", now=NOW, caller_phone=None
-    )
+    command = parse_arguments("book_appointment", BK, tz=BERLIN, region="DE", now=NOW, caller_phone=None)
+    assert isinstance(command, BookAppointment)
     assert command.function == "book_appointment"
     with pytest.raises(AttributeError):
         command.name = "x"  # type: ignore[misc]
 
 
 def test_starts_are_utc_aware() -> None:
-    command = parse_arguments(
-        "book_appointment", BK, tz=BERLIN, region="DE", now=NOW, caller_phone=None
-    )
+    command = parse_arguments("book_appointment", BK, tz=BERLIN, region="DE", now=NOW, caller_phone=None)
     assert isinstance(command, BookAppointment)
     assert command.start.utcoffset() is not None
     assert command.start.tzinfo is UTC
@@ -210,7 +205,11 @@ def test_starts_are_utc_aware() -> None:
 def test_naive_now_is_a_programming_error() -> None:
     with pytest.raises(TypeError):
         parse_arguments(
-            "book_appointment", BK, tz=BERLIN, region="DE", now=datetime(2026, 3, 2),
+            "book_appointment",
+            BK,
+            tz=BERLIN,
+            region="DE",
+            now=datetime(2026, 3, 2),
             caller_phone=None,
         )
 
@@ -218,7 +217,25 @@ def test_naive_now_is_a_programming_error() -> None:
 def test_non_mapping_args_are_invalid() -> None:
     with pytest.raises(ArgumentError) as info:
         parse_arguments(
-            "book_appointment", ["x"], tz=BERLIN, region="DE", now=NOW,  # type: ignore[arg-type]
+            "book_appointment",
+            ["x"],  # type: ignore[arg-type]
+            tz=BERLIN,
+            region="DE",
+            now=NOW,
             caller_phone=None,
         )
     assert (info.value.field, info.value.code) == ("args", "invalid")
+
+
+def test_control_characters_are_dropped_from_text() -> None:
+    command = parse_arguments(
+        "book_appointment",
+        {**BK, "name": "Anna\x00 Lena\tSchmidt", "notes": "Zeile 1\nZeile 2"},
+        tz=BERLIN,
+        region="DE",
+        now=NOW,
+        caller_phone=None,
+    )
+    assert isinstance(command, BookAppointment)
+    assert command.name == "Anna Lena Schmidt"
+    assert command.notes == "Zeile 1 Zeile 2"

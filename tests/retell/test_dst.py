@@ -53,15 +53,11 @@ def test_fall_back_overlap_takes_first_occurrence(wall: str, expected: datetime)
 
 def test_explicit_offset_picks_the_second_occurrence() -> None:
     # With an offset the caller's instant is unambiguous, the company zone is not consulted.
-    assert resolve_start("2026-10-25T02:30+01:00", BERLIN) == datetime(
-        2026, 10, 25, 1, 30, tzinfo=UTC
-    )
+    assert resolve_start("2026-10-25T02:30+01:00", BERLIN) == datetime(2026, 10, 25, 1, 30, tzinfo=UTC)
 
 
 def test_offset_inside_the_gap_is_fine() -> None:
-    assert resolve_start("2026-03-29T02:30+01:00", BERLIN) == datetime(
-        2026, 3, 29, 1, 30, tzinfo=UTC
-    )
+    assert resolve_start("2026-03-29T02:30+01:00", BERLIN) == datetime(2026, 3, 29, 1, 30, tzinfo=UTC)
 
 
 def test_nonexistent_new_start_names_its_field() -> None:

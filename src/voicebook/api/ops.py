@@ -7,6 +7,8 @@ import asyncio
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import text
 
+from voicebook import metrics
+
 router = APIRouter(tags=["ops"])
 
 READY_TIMEOUT_SECONDS = 3.0
@@ -27,3 +29,9 @@ async def readyz(request: Request, response: Response) -> dict[str, str]:
         response.status_code = 503
         return {"status": "unavailable", "database": "unreachable"}
     return {"status": "ok", "database": "ok"}
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def prometheus_metrics() -> Response:
+    body, content_type = metrics.render_metrics()
+    return Response(body, media_type=content_type)

@@ -32,7 +32,7 @@ async def _candidates(
         .where(Appointment.company_id == tenant.company_id, Appointment.end_at > now, or_(*conditions))
         .order_by(Appointment.start_at)
     )
-    return [(a, name or "") for a, name in rows.tuples()]
+    return [(a, name or "") for a, name in rows.all()]
 
 
 def _pick(

@@ -204,9 +204,7 @@ class CalcomClient:
         )
         return self._booking(response, "bookings.cancel", mutating=True)
 
-    async def reschedule_booking(
-        self, uid: str, start: datetime, reason: str | None = None
-    ) -> BookingOutput:
+    async def reschedule_booking(self, uid: str, start: datetime, reason: str | None = None) -> BookingOutput:
         body = RescheduleBookingInput(start=to_utc_iso(start), rescheduling_reason=reason)
         response = await self._request(
             "bookings.reschedule",
@@ -232,9 +230,7 @@ class CalcomClient:
             json=body.wire(),
             mutating=True,
         )
-        envelope = self._parse(
-            Envelope[ReservationOutput], response, "slots.reserve", mutating=True
-        )
+        envelope = self._parse(Envelope[ReservationOutput], response, "slots.reserve", mutating=True)
         return envelope.data
 
     # --- plumbing -------------------------------------------------------------------------------
@@ -252,9 +248,7 @@ class CalcomClient:
         allow_404: bool = False,
     ) -> httpx.Response:
         async def attempt() -> httpx.Response:
-            return await self._attempt(
-                endpoint, method, path, version, params, json, mutating, allow_404
-            )
+            return await self._attempt(endpoint, method, path, version, params, json, mutating, allow_404)
 
         try:
             return await retry_policy(self._sleep)(attempt)
@@ -279,18 +273,14 @@ class CalcomClient:
             )
         except httpx.TransportError as exc:
             self._report(endpoint, type(exc).__name__, started)
-            error = error_for_transport(
-                exc, endpoint=endpoint, mutating=mutating, secret=self._secret
-            )
+            error = error_for_transport(exc, endpoint=endpoint, mutating=mutating, secret=self._secret)
             if isinstance(exc, NOTHING_SENT):
                 raise RetryableFailure(error, None) from exc
             raise error from exc
         self._report(endpoint, response.status_code, started)
         if response.is_success or (allow_404 and response.status_code == 404):
             return response
-        error = error_for_response(
-            response, endpoint=endpoint, mutating=mutating, secret=self._secret
-        )
+        error = error_for_response(response, endpoint=endpoint, mutating=mutating, secret=self._secret)
         if response.status_code in RETRYABLE_STATUSES:
             raise RetryableFailure(error, getattr(error, "reset_seconds", None))
         raise error

@@ -176,9 +176,7 @@ def error_for_transport(
     return OutcomeUnknown(f"{detail} (the request may have taken effect)")
 
 
-def malformed_response(
-    endpoint: str, problem: str, *, mutating: bool, secret: str | None
-) -> CalcomError:
+def malformed_response(endpoint: str, problem: str, *, mutating: bool, secret: str | None) -> CalcomError:
     """A 2xx we cannot read: for writes the change may have happened, for reads nothing did."""
     text = redact(f"Cal.com {endpoint}: malformed response: {problem}", secret)
     return OutcomeUnknown(text) if mutating else CalcomUnavailable(text)

@@ -30,9 +30,7 @@ class CalcomGateway:
     def is_sandbox(self) -> bool:
         return self._is_sandbox
 
-    async def find_slots(
-        self, event_type_id: int, start: datetime, end: datetime
-    ) -> list[datetime]:
+    async def find_slots(self, event_type_id: int, start: datetime, end: datetime) -> list[datetime]:
         slots = await self._client.get_slots(event_type_id, start, end)
         starts = (slot.start.astimezone(UTC) for slot in slots)
         return sorted({s for s in starts if start <= s < end})

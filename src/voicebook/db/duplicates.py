@@ -86,10 +86,7 @@ def archive_duplicates(conn: Connection, *, reason: str = DEFAULT_REASON) -> int
 def delete_archived(conn: Connection) -> int:
     """Delete the appointments whose copies are in the archive (after ``archive_duplicates``)."""
     result = conn.execute(
-        text(
-            "DELETE FROM appointments WHERE id IN "
-            "(SELECT original_id FROM appointment_duplicates_archive)"
-        )
+        text("DELETE FROM appointments WHERE id IN (SELECT original_id FROM appointment_duplicates_archive)")
     )
     return int(result.rowcount or 0)
 
@@ -106,9 +103,7 @@ def restore(conn: Connection, archive_id: int, *, replace: bool = False) -> int:
     """
     row = (
         conn.execute(
-            text(
-                f"SELECT original_id, {COPIED_COLUMNS} FROM appointment_duplicates_archive WHERE id = :id"
-            ),
+            text(f"SELECT original_id, {COPIED_COLUMNS} FROM appointment_duplicates_archive WHERE id = :id"),
             {"id": archive_id},
         )
         .mappings()
@@ -144,12 +139,9 @@ def restore(conn: Connection, archive_id: int, *, replace: bool = False) -> int:
     values = {"id": row["original_id"], **{c: row[c] for c in columns[1:]}}
     conn.execute(
         text(
-            f"INSERT INTO appointments ({', '.join(columns)}) "
-            f"VALUES ({', '.join(':' + c for c in columns)})"
+            f"INSERT INTO appointments ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)})"
         ),
         values,
     )
-    conn.execute(
-        text("DELETE FROM appointment_duplicates_archive WHERE id = :id"), {"id": archive_id}
-    )
+    conn.execute(text("DELETE FROM appointment_duplicates_archive WHERE id = :id"), {"id": archive_id})
     return int(row["original_id"])

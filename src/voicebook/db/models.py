@@ -141,9 +141,7 @@ class Appointment(TimestampMixin, Base):
     service_id: Mapped[int | None] = mapped_column(ForeignKey("services.id", ondelete="SET NULL"))
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id", ondelete="SET NULL"))
     call_id: Mapped[str | None] = mapped_column(String(128), index=True)
-    attempt_id: Mapped[int | None] = mapped_column(
-        ForeignKey("booking_attempts.id", ondelete="SET NULL")
-    )
+    attempt_id: Mapped[int | None] = mapped_column(ForeignKey("booking_attempts.id", ondelete="SET NULL"))
     calcom_booking_uid: Mapped[str] = mapped_column(String(64))
     event_type_id: Mapped[int | None] = mapped_column(BigInteger)
     start_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -34,23 +34,23 @@ async def insert_or_nothing(session: AsyncSession, table: Table, values: dict[st
 async def company_by_number(session: AsyncSession, number: str) -> Company | None:
     return (
         await session.execute(
-            select(Company).join(PhoneNumber, PhoneNumber.company_id == Company.id).where(
-                PhoneNumber.number == number
-            )
+            select(Company)
+            .join(PhoneNumber, PhoneNumber.company_id == Company.id)
+            .where(PhoneNumber.number == number)
         )
     ).scalar_one_or_none()
 
 
 async def services_of(session: AsyncSession, company_id: int) -> Sequence[Service]:
     return (
-        await session.execute(
-            select(Service).where(Service.company_id == company_id).order_by(Service.id)
-        )
-    ).scalars().all()
+        (await session.execute(select(Service).where(Service.company_id == company_id).order_by(Service.id)))
+        .scalars()
+        .all()
+    )
 
 
 async def all_services(session: AsyncSession) -> Sequence[tuple[Service, Company]]:
     rows = await session.execute(
         select(Service, Company).join(Company, Company.id == Service.company_id).order_by(Service.id)
     )
-    return [(s, c) for s, c in rows.tuples()]
+    return [(s, c) for s, c in rows.all()]

@@ -159,6 +159,7 @@ class _Context:
 
 
 def _check_availability(ctx: _Context) -> CheckAvailability:
+    service = ctx.service()
     raw_date = ctx.get("date")
     today = ctx.today
     day = today if raw_date is None else fields.calendar_date(raw_date, "date", today=today)
@@ -166,12 +167,12 @@ def _check_availability(ctx: _Context) -> CheckAvailability:
         raise ArgumentError("date", "past")
     raw_time = ctx.get("time")
     if raw_time is None:
-        return CheckAvailability(service=ctx.service(), day=day)
+        return CheckAvailability(service=service, day=day)
     at = fields.time_of_day(raw_time, "time")
     earliest = fields.wall_to_utc(datetime.combine(day, at), ctx.tz, "time")
     if earliest < ctx.now:
         raise ArgumentError("time", "past")
-    return CheckAvailability(service=ctx.service(), day=day, time_of_day=at, earliest=earliest)
+    return CheckAvailability(service=service, day=day, time_of_day=at, earliest=earliest)
 
 
 def _book_appointment(ctx: _Context) -> BookAppointment:

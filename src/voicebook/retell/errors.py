@@ -8,7 +8,7 @@ text: the message table, metrics and tests all key on the pair.
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 from voicebook.errors import VoicebookError
 
@@ -26,7 +26,7 @@ ArgumentCode = Literal[
     "unknown_function",  # a function name we do not serve
 ]
 
-ARGUMENT_CODES: Final[frozenset[str]] = frozenset(ArgumentCode.__args__)
+ARGUMENT_CODES: Final[frozenset[str]] = frozenset(get_args(ArgumentCode))
 
 
 class ArgumentError(VoicebookError):

@@ -10,6 +10,7 @@ because a 500 in the middle of a phone call leaves the caller with silence.
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -53,10 +54,16 @@ def is_absent(value: object) -> bool:
 
 
 def text(value: object, field: str, *, max_len: int) -> str:
-    """A trimmed single-line string; inner whitespace runs collapse so "Anna  Müller" is one name."""
+    """A trimmed single-line string, safe to store and to compare.
+
+    Whitespace runs collapse so "Anna  Müller" and "Anna Müller" are one customer; control
+    characters go because PostgreSQL refuses NUL in text and a 500 mid-call is worse than a
+    dropped invisible character.
+    """
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise ArgumentError(field, "invalid")
-    cleaned = " ".join(str(value).split())
+    visible = "".join(ch for ch in str(value) if ch.isspace() or unicodedata.category(ch) != "Cc")
+    cleaned = " ".join(visible.split())
     if not cleaned:
         raise ArgumentError(field, "missing")
     if len(cleaned) > max_len:
@@ -65,7 +72,8 @@ def text(value: object, field: str, *, max_len: int) -> str:
 
 
 def person_name(value: object, field: str = "name") -> str:
-    """A caller's name as spoken: umlauts and accents kept, but it must contain a letter."""
+    """Umlauts and accents are kept (they are the caller's name); a value without any letter is a
+    model artefact like "123" or "-", not a name."""
     if is_absent(value):
         raise ArgumentError(field, "missing")
     name = text(value, field, max_len=NAME_MAX)
@@ -75,7 +83,10 @@ def person_name(value: object, field: str = "name") -> str:
 
 
 def calendar_date(value: object, field: str, *, today: date) -> date:
-    """``YYYY-MM-DD`` (a trailing time part is ignored), ``DD.MM.YYYY``, or today/tomorrow."""
+    """Read a day; besides ``YYYY-MM-DD`` German agents echo ``DD.MM.YYYY`` or "morgen".
+
+    A trailing time part ("2026-12-01T15:00…") is dropped: the argument only selects the day.
+    """
     if not isinstance(value, str):
         raise ArgumentError(field, "bad_date")
     raw = value.strip()
@@ -97,7 +108,11 @@ def calendar_date(value: object, field: str, *, today: date) -> date:
 
 
 def time_of_day(value: object, field: str) -> time:
-    """"9", "09:00", "9.30", "9 Uhr", "14h", "3 PM", "09:00:00" or the JSON number 9."""
+    """Read a time of day however the model wrote it.
+
+    The schema asks for HH:MM, but models send 9, "9", "9 Uhr", "9.30", "14h" or "3 PM" too; each
+    is unambiguous, so refusing it would only make the agent ask the caller again.
+    """
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str) or not (m := _TIME.fullmatch(value.strip())):

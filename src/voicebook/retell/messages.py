@@ -10,158 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Final, Literal
+from typing import Final
 from zoneinfo import ZoneInfo
 
 from voicebook.retell.errors import ArgumentError
+from voicebook.retell.phrases import INVALID, MONTHS, OR, SENTENCES, WEEKDAYS, Lang
 
-Lang = Literal["de", "en"]
 MAX_SPOKEN_SLOTS: Final[int] = 3
-
-_WEEKDAYS: Final[dict[Lang, tuple[str, ...]]] = {
-    "de": ("Montag", "Dienstag", "Mittwoch", "Donnerstag", "Freitag", "Samstag", "Sonntag"),
-    "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
-}
-_MONTHS: Final[dict[Lang, tuple[str, ...]]] = {
-    "de": ("Januar", "Februar", "März", "April", "Mai", "Juni", "Juli", "August", "September",
-           "Oktober", "November", "Dezember"),
-    "en": ("January", "February", "March", "April", "May", "June", "July", "August", "September",
-           "October", "November", "December"),
-}  # fmt: skip
-_OR: Final[dict[Lang, str]] = {"de": "oder", "en": "or"}
-
-_S: Final[dict[str, dict[Lang, str]]] = {
-    "booked": {
-        "de": "Ihr Termin für {service} ist gebucht: {when}.",
-        "en": "Your {service} appointment is booked for {when}.",
-    },
-    "available": {
-        "de": "Am {day} ist um {times} noch etwas frei.",
-        "en": "On {day} I have {times}.",
-    },
-    "available_days": {"de": "Frei wäre {slots}.", "en": "I have {slots}."},
-    "nothing_free": {
-        "de": "An diesem Tag ist leider nichts mehr frei.",
-        "en": "Sorry, there is nothing free on that day.",
-    },
-    "slot_unavailable": {
-        "de": "Dieser Termin ist leider nicht frei.",
-        "en": "Sorry, that time is not available.",
-    },
-    "rejected_duplicate": {
-        "de": "Diesen Termin konnte ich leider nicht bestätigen.",
-        "en": "Sorry, I could not confirm that slot.",
-    },
-    "offer": {"de": "Ich kann Ihnen {slots} anbieten.", "en": "I can offer {slots}."},
-    "no_offer": {
-        "de": "Soll ich an einem anderen Tag suchen?",
-        "en": "Shall I look at another day?",
-    },
-    "in_progress": {
-        "de": "Ich konnte den Termin noch nicht bestätigen; wir rufen Sie zurück oder schicken "
-        "Ihnen eine SMS, sobald er feststeht.",
-        "en": "I could not confirm it yet; we will call or text you back as soon as it is settled.",
-    },
-    "cancelled": {
-        "de": "Ihr Termin am {when} ist storniert.",
-        "en": "Your appointment on {when} is cancelled.",
-    },
-    "rescheduled": {
-        "de": "Ihr Termin ist verschoben auf {when}.",
-        "en": "Your appointment is moved to {when}.",
-    },
-    "service_not_found": {
-        "de": "Diese Leistung bieten wir nicht an; möglich sind {services}.",
-        "en": "We do not offer that; we offer {services}.",
-    },
-    "service_not_found_empty": {
-        "de": "Diese Leistung bieten wir leider nicht an.",
-        "en": "Sorry, we do not offer that.",
-    },
-    "appointment_not_found": {
-        "de": "Unter dieser Telefonnummer habe ich keinen Termin gefunden.",
-        "en": "I could not find an appointment for that phone number.",
-    },
-    "upstream_error": {
-        "de": "Der Kalender ist gerade nicht erreichbar; bitte versuchen Sie es gleich noch einmal.",
-        "en": "The calendar is not reachable right now; please try again in a moment.",
-    },
-}
-
-# invalid_input: (field, code) first, then (None, code), then the generic fallback.
-_INVALID: Final[dict[tuple[str | None, str], dict[Lang, str]]] = {
-    ("date", "past"): {
-        "de": "Das Datum liegt in der Vergangenheit.",
-        "en": "That date is in the past.",
-    },
-    ("time", "past"): {
-        "de": "Diese Uhrzeit ist heute schon vorbei.",
-        "en": "That time has already passed today.",
-    },
-    (None, "past"): {
-        "de": "Das Datum liegt in der Vergangenheit.",
-        "en": "That time is in the past.",
-    },
-    ("service", "missing"): {
-        "de": "Mir fehlt noch, welche Leistung Sie möchten.",
-        "en": "I still need to know which service you would like.",
-    },
-    ("name", "missing"): {"de": "Mir fehlt noch Ihr Name.", "en": "I still need your name."},
-    ("start", "missing"): {
-        "de": "Mir fehlt noch der gewünschte Tag und die Uhrzeit.",
-        "en": "I still need the day and time you would like.",
-    },
-    ("new_start", "missing"): {
-        "de": "Mir fehlt noch der neue Tag und die Uhrzeit.",
-        "en": "I still need the new day and time.",
-    },
-    ("phone", "missing"): {
-        "de": "Mir fehlt noch Ihre Telefonnummer.",
-        "en": "I still need your phone number.",
-    },
-    (None, "missing"): {
-        "de": "Mir fehlt noch eine Angabe.",
-        "en": "I am still missing some information.",
-    },
-    (None, "bad_date"): {
-        "de": "Das Datum habe ich nicht verstanden.",
-        "en": "I did not understand that date.",
-    },
-    (None, "bad_time"): {
-        "de": "Die Uhrzeit habe ich nicht verstanden.",
-        "en": "I did not understand that time.",
-    },
-    (None, "nonexistent_time"): {
-        "de": "Diese Uhrzeit gibt es an dem Tag wegen der Zeitumstellung nicht.",
-        "en": "That time does not exist on that day because the clocks change.",
-    },
-    (None, "bad_phone"): {
-        "de": "Die Telefonnummer scheint nicht zu stimmen.",
-        "en": "That phone number does not seem to be valid.",
-    },
-    (None, "bad_email"): {
-        "de": "Die E-Mail-Adresse scheint nicht zu stimmen.",
-        "en": "That e-mail address does not seem to be valid.",
-    },
-    ("name", "too_long"): {"de": "Der Name ist zu lang.", "en": "That name is too long."},
-    ("notes", "too_long"): {
-        "de": "Die Notiz ist zu lang; bitte fassen Sie sie kürzer.",
-        "en": "The note is too long; please keep it shorter.",
-    },
-    (None, "too_long"): {"de": "Die Angabe ist zu lang.", "en": "That is too long."},
-    (None, "unchanged"): {
-        "de": "Der neue Termin ist derselbe wie der alte.",
-        "en": "The new time is the same as the current one.",
-    },
-    (None, "unknown_function"): {
-        "de": "Das kann ich leider nicht erledigen.",
-        "en": "Sorry, I cannot do that.",
-    },
-    (None, None): {
-        "de": "Eine Angabe habe ich nicht verstanden.",
-        "en": "I did not understand one of the details.",
-    },
-}
 
 
 def language(locale: str | None) -> Lang:
@@ -178,7 +33,7 @@ def _local(dt: datetime, tz: ZoneInfo) -> datetime:
 
 def spoken_day(dt: datetime, tz: ZoneInfo, locale: str | None) -> str:
     local, lang = _local(dt, tz), language(locale)
-    weekday, month = _WEEKDAYS[lang][local.weekday()], _MONTHS[lang][local.month - 1]
+    weekday, month = WEEKDAYS[lang][local.weekday()], MONTHS[lang][local.month - 1]
     if lang == "de":
         return f"{weekday}, {local.day}. {month}"
     return f"{weekday}, {month} {local.day}"
@@ -192,7 +47,10 @@ def spoken_time(dt: datetime, tz: ZoneInfo, locale: str | None) -> str:
 
 
 def spoken_datetime(dt: datetime, tz: ZoneInfo, locale: str | None) -> str:
-    """"Dienstag, 10. Oktober um 8:00 Uhr" / "Tuesday, October 10 at 8:00 AM", in the company zone."""
+    """Always in the company's wall time, e.g. "Dienstag, 10. Oktober um 8:00 Uhr".
+
+    A time read out in UTC would send the caller to the door an hour or two off.
+    """
     joiner = " um " if language(locale) == "de" else " at "
     return spoken_day(dt, tz, locale) + joiner + spoken_time(dt, tz, locale)
 
@@ -200,7 +58,7 @@ def spoken_datetime(dt: datetime, tz: ZoneInfo, locale: str | None) -> str:
 def _join(items: Sequence[str], lang: Lang) -> str:
     if len(items) <= 1:
         return "".join(items)
-    return f"{', '.join(items[:-1])} {_OR[lang]} {items[-1]}"
+    return f"{', '.join(items[:-1])} {OR[lang]} {items[-1]}"
 
 
 def spoken_slots(slots: Sequence[datetime], tz: ZoneInfo, locale: str | None) -> str:
@@ -217,7 +75,7 @@ def spoken_slots(slots: Sequence[datetime], tz: ZoneInfo, locale: str | None) ->
 
 
 def _say(key: str, locale: str | None, **values: str) -> str:
-    return _S[key][language(locale)].format(**values)
+    return SENTENCES[key][language(locale)].format(**values)
 
 
 def booked(service: str, start: datetime, tz: ZoneInfo, locale: str | None) -> str:
@@ -265,11 +123,7 @@ def rescheduled(new_start: datetime, tz: ZoneInfo, locale: str | None) -> str:
 
 
 def invalid_input(error: ArgumentError, locale: str | None) -> str:
-    table = (
-        _INVALID.get((error.field, error.code))
-        or _INVALID.get((None, error.code))
-        or _INVALID[(None, None)]
-    )
+    table = INVALID.get((error.field, error.code)) or INVALID.get((None, error.code)) or INVALID[(None, None)]
     return table[language(locale)]
 
 
@@ -282,6 +136,17 @@ def service_not_found(offered: Sequence[str], locale: str | None) -> str:
 
 def appointment_not_found(locale: str | None) -> str:
     return _say("appointment_not_found", locale)
+
+
+def attempt_conflict(locale: str | None) -> str:
+    """The same call asked for this slot before with another name or e-mail: booking silently
+    with either set would give someone a confirmation for details they did not give."""
+    return _say("attempt_conflict", locale)
+
+
+def unknown_number(locale: str | None) -> str:
+    """The dialled number belongs to no company; say so rather than pretend to book."""
+    return _say("unknown_number", locale)
 
 
 def upstream_error(locale: str | None) -> str:

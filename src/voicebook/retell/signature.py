@@ -29,9 +29,7 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def verify_signature(
-    body: bytes, header: str | None, api_key: SecretStr, now_ms: int | None = None
-) -> bool:
+def verify_signature(body: bytes, header: str | None, api_key: SecretStr, now_ms: int | None = None) -> bool:
     """True only for a fresh, correct signature of exactly these bytes; never raises.
 
     Any failure (missing or malformed header, a body that is not UTF-8, an SDK surprise) is a

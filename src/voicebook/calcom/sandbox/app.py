@@ -141,9 +141,7 @@ class Sandbox:
         }
         return headers, self.enforce_rate_limit and count > self.rate_limit
 
-    async def serve(
-        self, request: Request, endpoint: str, version: str, handler: Handler
-    ) -> Response:
+    async def serve(self, request: Request, endpoint: str, version: str, handler: Handler) -> Response:
         """Faults, rate-limit headers, version check and error envelopes around one endpoint."""
         path = request.url.path
         fired = self.faults.draw(endpoint)

@@ -79,16 +79,13 @@ class BookingEngine:
 
     # --- create -------------------------------------------------------------------------------
 
-    def create(
-        self, request: CreateInput, *, skip_availability: bool = False
-    ) -> tuple[StoredBooking, bool]:
+    def create(self, request: CreateInput, *, skip_availability: bool = False) -> tuple[StoredBooking, bool]:
         """Returns ``(booking, created)``; ``created`` is False for a mechanism-A replay."""
         et = self.event_type(request.event_type_id, request.event_type_slug)
         if request.length_in_minutes is not None and request.length_in_minutes != et.length_minutes:
             raise ApiError(
                 400,
-                "Can't specify 'lengthInMinutes' because event type does not have multiple "
-                "possible lengths.",
+                "Can't specify 'lengthInMinutes' because event type does not have multiple possible lengths.",
             )
         replay = self._mechanism_a(et, request)
         if replay is not None:
@@ -226,9 +223,7 @@ class BookingEngine:
                     f"Can't reschedule booking with uid={uid} because it has been cancelled and "
                     f"rescheduled already to booking with uid={old.rescheduled_to_uid}.",
                 )
-            raise ApiError(
-                400, f"Can't reschedule booking with uid={uid} because it has been cancelled."
-            )
+            raise ApiError(400, f"Can't reschedule booking with uid={uid} because it has been cancelled.")
         et = self.event_type(old.event_type_id)
         end = start + timedelta(minutes=et.length_minutes)
         host_id = self._pick_host(et, start, end, exclude_uid=old.uid, prefer_host=old.host_id)
@@ -276,9 +271,7 @@ class BookingEngine:
     def reserved_starts(self, event_type_id: int) -> list[datetime]:
         now = self.clock.now()
         return [
-            r.start
-            for r in self.reservations.values()
-            if r.event_type_id == event_type_id and r.until > now
+            r.start for r in self.reservations.values() if r.event_type_id == event_type_id and r.until > now
         ]
 
     # --- persistence --------------------------------------------------------------------------
@@ -290,9 +283,7 @@ class BookingEngine:
 
     def save(self) -> None:
         if self.state_file is not None:
-            write_state(
-                self.state_file, self._next_id, self.event_types.values(), self.bookings
-            )
+            write_state(self.state_file, self._next_id, self.event_types.values(), self.bookings)
 
     def _load(self, path: Path) -> None:
         self._next_id, event_types, self.bookings = read_state(path)

@@ -118,9 +118,7 @@ def parse_create(body: object) -> CreateInput:
         isinstance(slug, str) and (body.get("username") or body.get("teamSlug"))
     ):
         errors.append("eventTypeId or eventTypeSlug with username or teamSlug is required")
-    if event_type_id is not None and (isinstance(event_type_id, bool) or not isinstance(
-        event_type_id, int
-    )):
+    if event_type_id is not None and (isinstance(event_type_id, bool) or not isinstance(event_type_id, int)):
         errors.append("eventTypeId must be a number")
     metadata = body.get("metadata") or {}
     errors.extend(_metadata_errors(metadata))
@@ -168,8 +166,7 @@ def _metadata_errors(metadata: object) -> list[str]:
             errors.append(f"metadata key {key!r} is longer than {_METADATA_KEY_CHARS} characters")
         if not isinstance(value, str) or len(value) > _METADATA_VALUE_CHARS:
             errors.append(
-                f"metadata value of {key!r} must be a string of at most "
-                f"{_METADATA_VALUE_CHARS} characters"
+                f"metadata value of {key!r} must be a string of at most {_METADATA_VALUE_CHARS} characters"
             )
     return errors
 

@@ -77,11 +77,12 @@ class SandboxEventType:
     requires_confirmation: bool = False
     hosts: Sequence[SandboxHost] = (DEFAULT_HOST,)
     time_zone: str = "Europe/Berlin"
-    working_hours: Sequence[WorkingHoursSpec] = (("Mon-Fri", "09:00", "17:00"),)
+    working_hours: Sequence[WorkingHoursSpec] = field(default=(("Mon-Fri", "09:00", "17:00"),), compare=False)
     slot_interval_minutes: int | None = None
     minimum_notice_minutes: int = 0
     title: str | None = None
-    windows: tuple[WorkingHours, ...] = field(init=False, repr=False, compare=False)
+    # The normalised working hours; equality uses these, not the spelling they were given in.
+    windows: tuple[WorkingHours, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.hosts:
@@ -112,8 +113,7 @@ class SandboxEventType:
             "hosts": [asdict(h) for h in self.hosts],
             "time_zone": self.time_zone,
             "working_hours": [
-                [sorted(w.days), w.start.strftime("%H:%M"), w.end.strftime("%H:%M")]
-                for w in self.windows
+                [sorted(w.days), w.start.strftime("%H:%M"), w.end.strftime("%H:%M")] for w in self.windows
             ],
             "slot_interval_minutes": self.slot_interval_minutes,
             "minimum_notice_minutes": self.minimum_notice_minutes,
@@ -123,11 +123,12 @@ class SandboxEventType:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SandboxEventType:
         values = dict(data)
-        values["hosts"] = tuple(SandboxHost(**h) for h in values.get("hosts") or [])
+        if values.get("hosts"):
+            values["hosts"] = tuple(SandboxHost(**h) for h in values["hosts"])
+        else:
+            values.pop("hosts", None)
         if "working_hours" in values:
-            values["working_hours"] = tuple(
-                (w[0], w[1], w[2]) for w in values["working_hours"]
-            )
+            values["working_hours"] = tuple((w[0], w[1], w[2]) for w in values["working_hours"])
         return cls(**values)
 
 

@@ -14,8 +14,7 @@ from voicebook.calcom.sandbox.render import iso_in_zone
 
 DEFAULT_TAKE = 100
 MAX_TAKE = 250
-_SORTS = {"sortStart": "start", "sortEnd": "end", "sortCreated": "created_at",
-          "sortUpdatedAt": "updated_at"}
+_SORTS = {"sortStart": "start", "sortEnd": "end", "sortCreated": "created_at", "sortUpdatedAt": "updated_at"}
 _STATUS_FILTERS = ("upcoming", "recurring", "past", "cancelled", "unconfirmed")
 
 

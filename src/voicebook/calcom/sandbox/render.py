@@ -124,9 +124,7 @@ def webhook_body(
 ) -> dict[str, Any]:
     """The ``EventPayloadType`` subset a receiver needs (BEHAVIOUR.md §5)."""
     host = host_of(booking, event_type)
-    responses = {
-        key: {"label": key, "value": value} for key, value in booking.responses.items()
-    }
+    responses = {key: {"label": key, "value": value} for key, value in booking.responses.items()}
     payload: dict[str, Any] = {
         "type": event_type.slug,
         "title": booking.title,

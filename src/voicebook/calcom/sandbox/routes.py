@@ -66,9 +66,7 @@ def api_routes(sandbox: Sandbox) -> list[Route]:
 
     async def list_(request: Request, _: bool) -> Handled:
         sandbox.authenticated(request, required=True)
-        page, pagination = filter_bookings(
-            engine.bookings, dict(request.query_params), sandbox.clock.now()
-        )
+        page, pagination = filter_bookings(engine.bookings, dict(request.query_params), sandbox.clock.now())
         data = [sandbox.output(b) for b in page]
         return 200, {"status": "success", "data": data, "pagination": pagination}
 

@@ -13,9 +13,7 @@ from zoneinfo import ZoneInfo
 from voicebook.calcom.sandbox.models import SandboxEventType, SandboxHost, StoredBooking
 
 
-def candidate_starts(
-    event_type: SandboxEventType, start: datetime, end: datetime
-) -> Iterator[datetime]:
+def candidate_starts(event_type: SandboxEventType, start: datetime, end: datetime) -> Iterator[datetime]:
     """Every start the schedule offers in ``[start, end)``, ignoring bookings; UTC, ascending."""
     zone = ZoneInfo(event_type.time_zone)
     length = timedelta(minutes=event_type.length_minutes)
@@ -51,11 +49,7 @@ def free_hosts(
     bookings: Iterable[StoredBooking],
     exclude_uid: str | None = None,
 ) -> list[SandboxHost]:
-    busy = {
-        b.host_id
-        for b in bookings
-        if b.blocks() and b.overlaps(start, end) and b.uid != exclude_uid
-    }
+    busy = {b.host_id for b in bookings if b.blocks() and b.overlaps(start, end) and b.uid != exclude_uid}
     return [h for h in event_type.hosts if h.id not in busy]
 
 

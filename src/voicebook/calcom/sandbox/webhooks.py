@@ -62,9 +62,7 @@ class WebhookSender:
             ) as client:
                 response = await client.post(url, content=raw, headers=headers)
             if response.is_error:
-                logger.warning(
-                    "sandbox webhook %s answered %s", body["triggerEvent"], response.status_code
-                )
+                logger.warning("sandbox webhook %s answered %s", body["triggerEvent"], response.status_code)
             self.delivered.append(body)
         except Exception:  # a broken receiver must never break the sandbox
             logger.exception("sandbox webhook %s delivery failed", body.get("triggerEvent"))

@@ -217,9 +217,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("booking_attempts", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_booking_attempts_call_id"), ["call_id"], unique=False)
-        batch_op.create_index(
-            "ix_booking_attempts_state_updated_at", ["state", "updated_at"], unique=False
-        )
+        batch_op.create_index("ix_booking_attempts_state_updated_at", ["state", "updated_at"], unique=False)
 
     op.create_table(
         "appointments",

@@ -1,0 +1,191 @@
+"""Retell function calls: parse the arguments, call one use case, say the outcome.
+
+The parsing (``retell.arguments``) and the sentences (``retell.messages``) are Retell concerns, the
+decisions are the booking domain's; this module only maps between them. Database trouble or a budget
+overrun becomes an honest ``upstream_error`` answer, never a 500 — and since the attempt is written
+ahead, a booking that could not be written ahead never reaches Cal.com.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time as clock
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import structlog
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from voicebook import metrics
+from voicebook.api.schemas import AppointmentOut, FunctionAnswer
+from voicebook.booking import outcomes, service
+from voicebook.booking.errors import CalendarError
+from voicebook.booking.policy import BookingPolicy
+from voicebook.booking.ports import CalendarGateway
+from voicebook.retell import arguments, messages
+from voicebook.retell.errors import ArgumentError
+from voicebook.retell.schemas import split_function_body
+
+log = structlog.get_logger("voicebook.api")
+FUNCTION_BUDGET_SECONDS = 25.0
+
+
+def _iso(dt: datetime, tz: ZoneInfo) -> str:
+    return dt.astimezone(tz).isoformat()
+
+
+def render(outcome: outcomes.Outcome, tenant: service.Tenant, offered: list[str]) -> FunctionAnswer:
+    tz, loc = ZoneInfo(tenant.timezone), tenant.locale
+    status = outcome.status
+    appointment = None
+    if outcome.appointment is not None:
+        a = outcome.appointment
+        appointment = AppointmentOut(
+            id=a.id, calcom_booking_uid=a.calcom_booking_uid, start=_iso(a.start, tz), service=a.service
+        )
+    if status == outcomes.BOOKED and outcome.appointment:
+        message = messages.booked(outcome.appointment.service, outcome.appointment.start, tz, loc)
+    elif status == outcomes.AVAILABLE:
+        message = messages.available(outcome.slots, tz, loc)
+    elif status == outcomes.SLOT_UNAVAILABLE:
+        message = messages.slot_unavailable(outcome.alternatives, tz, loc)
+    elif status == outcomes.REJECTED_DUPLICATE:
+        message = messages.rejected_duplicate(outcome.alternatives, tz, loc)
+    elif status == outcomes.IN_PROGRESS:
+        message = messages.in_progress(loc)
+    elif status == outcomes.CANCELLED and outcome.appointment:
+        message = messages.cancelled(outcome.appointment.start, tz, loc)
+    elif status == outcomes.RESCHEDULED and outcome.appointment:
+        message = messages.rescheduled(outcome.appointment.start, tz, loc)
+    elif status == outcomes.NOT_FOUND and outcome.reason == "unknown_service":
+        message = messages.service_not_found(offered, loc)
+    elif status == outcomes.NOT_FOUND:
+        message = messages.appointment_not_found(loc)
+    elif status == outcomes.INVALID_INPUT:
+        message = messages.invalid_input(ArgumentError("start", "invalid"), loc)
+        if outcome.reason == "attempt_conflict":
+            message = messages.attempt_conflict(loc)
+    else:
+        message = messages.upstream_error(loc)
+    alternatives = [_iso(t, tz) for t in outcome.alternatives] or None
+    slots = [_iso(t, tz) for t in outcome.slots] or None
+    return FunctionAnswer(
+        ok=outcome.ok,
+        status=status,
+        message=message,
+        appointment=appointment,
+        alternatives=alternatives,
+        slots=slots,
+    )
+
+
+def _plain(status: str, message: str) -> FunctionAnswer:
+    return FunctionAnswer(ok=False, status=status, message=message)
+
+
+async def answer(
+    name: str,
+    body: dict[str, object],
+    header_call_id: str | None,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    calendar: CalendarGateway,
+    policy: BookingPolicy,
+) -> FunctionAnswer:
+    started = clock.perf_counter()
+    label = name if name in arguments.FUNCTION_NAMES else "unknown"
+    try:
+        async with asyncio.timeout(FUNCTION_BUDGET_SECONDS):
+            return await _answer(name, body, header_call_id, sessionmaker, calendar, policy)
+    except (SQLAlchemyError, OSError, TimeoutError) as exc:
+        log.error("function.upstream_error", function=label, error=type(exc).__name__)
+        return _plain(outcomes.UPSTREAM_ERROR, messages.upstream_error(None))
+    except Exception as exc:  # the agent must always get something it can say; never a 500
+        log.exception("function.unexpected_error", function=label, error=type(exc).__name__)
+        return _plain(outcomes.UPSTREAM_ERROR, messages.upstream_error(None))
+    finally:
+        metrics.FUNCTION_CALL_SECONDS.labels(function=label).observe(clock.perf_counter() - started)
+
+
+async def _answer(
+    name: str,
+    body: dict[str, object],
+    header_call_id: str | None,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    calendar: CalendarGateway,
+    policy: BookingPolicy,
+) -> FunctionAnswer:
+    if name not in arguments.FUNCTION_NAMES:
+        return _plain(
+            outcomes.NOT_FOUND, messages.invalid_input(ArgumentError("name", "unknown_function"), None)
+        )
+    args, call = split_function_body(body, header_call_id)
+    if call is None:
+        return _plain(
+            outcomes.INVALID_INPUT, messages.invalid_input(ArgumentError("call_id", "missing"), None)
+        )
+    ctx = service.CallContext(call.call_id, call.from_number, call.to_number)
+    structlog.contextvars.bind_contextvars(call_id=call.call_id, function=name)
+    async with sessionmaker() as session:
+        tenant = await service.resolve_tenant(session, ctx)
+        if tenant is None:
+            return _plain(outcomes.NOT_FOUND, messages.unknown_number(None))
+        offered = await service.service_names(session, tenant.company_id)
+        structlog.contextvars.bind_contextvars(company=tenant.slug)
+        tz = ZoneInfo(tenant.timezone)
+        try:
+            command = arguments.parse_arguments(
+                name, args, tz=tz, region=tenant.country, now=policy.clock(), caller_phone=call.from_number
+            )
+        except ArgumentError as exc:
+            if name == "book_appointment":
+                metrics.BOOKING_ATTEMPTS.labels(outcome="invalid_input").inc()
+            return _plain(outcomes.INVALID_INPUT, messages.invalid_input(exc, tenant.locale))
+        svc = None
+        if isinstance(command, arguments.CheckAvailability | arguments.BookAppointment):
+            svc = await service.find_service(session, tenant.company_id, command.service)
+            if svc is None:
+                return render(outcomes.Outcome(outcomes.NOT_FOUND, reason="unknown_service"), tenant, offered)
+    outcome = await _run(command, svc, tenant, ctx, sessionmaker, calendar, policy)
+    return render(outcome, tenant, offered)
+
+
+async def _run(
+    command: arguments.Command,
+    svc: service.ServiceRef | None,
+    tenant: service.Tenant,
+    ctx: service.CallContext,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    calendar: CalendarGateway,
+    policy: BookingPolicy,
+) -> outcomes.Outcome:
+    tz = ZoneInfo(tenant.timezone)
+    try:
+        if isinstance(command, arguments.CheckAvailability) and svc is not None:
+            return await service.check_availability(
+                calendar, svc.event_type_id, command.day, command.time_of_day, tz, policy.clock()
+            )
+        if isinstance(command, arguments.BookAppointment) and svc is not None:
+            args = service.BookArgs(
+                svc, command.start, command.name, command.phone, command.email, command.notes
+            )
+            return await service.book(sessionmaker, calendar, policy, tenant, ctx, args)
+        if isinstance(command, arguments.CancelAppointment):
+            return await service.cancel(
+                sessionmaker, calendar, policy, tenant, ctx, phone=command.phone, start=command.start
+            )
+        if isinstance(command, arguments.RescheduleAppointment):
+            return await service.reschedule(
+                sessionmaker,
+                calendar,
+                policy,
+                tenant,
+                ctx,
+                phone=command.phone,
+                start=command.start,
+                new_start=command.new_start,
+            )
+    except CalendarError as exc:
+        log.warning("function.calendar_error", error=type(exc).__name__)
+        return outcomes.Outcome(outcomes.UPSTREAM_ERROR, reason="calendar")
+    raise AssertionError(f"unhandled command {command!r}")

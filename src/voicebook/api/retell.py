@@ -1,0 +1,32 @@
+"""Retell custom functions: ``POST /retell/functions/{name}``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header
+
+from voicebook.api import functions
+from voicebook.api.deps import CalendarDep, PolicyDep, RetellBody, SessionmakerDep
+from voicebook.api.schemas import FunctionAnswer
+
+router = APIRouter(tags=["retell"])
+
+
+@router.post(
+    "/retell/functions/{name}",
+    response_model=FunctionAnswer,
+    response_model_exclude_none=True,
+    status_code=200,
+    summary="A Retell custom function call (check_availability, book_appointment, ...)",
+    responses={400: {"description": "body is not JSON"}, 401: {"description": "bad or missing signature"}},
+)
+async def function_call(
+    name: str,
+    body: RetellBody,
+    sessionmaker: SessionmakerDep,
+    calendar: CalendarDep,
+    policy: PolicyDep,
+    x_retell_call_id: Annotated[str | None, Header()] = None,
+) -> FunctionAnswer:
+    return await functions.answer(name, body.data, x_retell_call_id, sessionmaker, calendar, policy)

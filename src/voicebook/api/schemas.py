@@ -1,0 +1,21 @@
+"""The answer shape of the Retell function endpoint (DESIGN.md contract)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+
+class AppointmentOut(BaseModel):
+    id: int
+    calcom_booking_uid: str
+    start: str
+    service: str
+
+
+class FunctionAnswer(BaseModel):
+    ok: bool
+    status: str
+    message: str
+    appointment: AppointmentOut | None = None
+    alternatives: list[str] | None = None
+    slots: list[str] | None = None

@@ -1,0 +1,32 @@
+"""The use cases the HTTP layer and the CLI call; each takes its collaborators as arguments."""
+
+from __future__ import annotations
+
+from voicebook.booking.availability import check as check_availability
+from voicebook.booking.call_events import CallFacts, apply_call_event
+from voicebook.booking.changes import cancel, reschedule
+from voicebook.booking.flow import BookArgs, book
+from voicebook.booking.tenancy import (
+    CallContext,
+    ServiceRef,
+    Tenant,
+    find_service,
+    resolve_tenant,
+    service_names,
+)
+
+__all__ = [
+    "BookArgs",
+    "CallContext",
+    "CallFacts",
+    "ServiceRef",
+    "Tenant",
+    "apply_call_event",
+    "book",
+    "cancel",
+    "check_availability",
+    "find_service",
+    "reschedule",
+    "resolve_tenant",
+    "service_names",
+]

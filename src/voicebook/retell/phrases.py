@@ -1,0 +1,169 @@
+"""The sentence tables behind ``messages``, kept apart so wording changes are reviewable as data.
+
+Short, speakable, no jargon: the model reads them to a caller. Keys of ``INVALID`` are
+``(field, code)`` of ``ArgumentError``, with ``None`` as the wildcard.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+Lang = Literal["de", "en"]
+
+WEEKDAYS: Final[dict[Lang, tuple[str, ...]]] = {
+    "de": ("Montag", "Dienstag", "Mittwoch", "Donnerstag", "Freitag", "Samstag", "Sonntag"),
+    "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
+}
+MONTHS: Final[dict[Lang, tuple[str, ...]]] = {
+    "de": ("Januar", "Februar", "März", "April", "Mai", "Juni", "Juli", "August", "September",
+           "Oktober", "November", "Dezember"),
+    "en": ("January", "February", "March", "April", "May", "June", "July", "August", "September",
+           "October", "November", "December"),
+}  # fmt: skip
+OR: Final[dict[Lang, str]] = {"de": "oder", "en": "or"}
+
+SENTENCES: Final[dict[str, dict[Lang, str]]] = {
+    "booked": {
+        "de": "Ihr Termin für {service} ist gebucht: {when}.",
+        "en": "Your {service} appointment is booked for {when}.",
+    },
+    "available": {
+        "de": "Am {day} ist um {times} noch etwas frei.",
+        "en": "On {day} I have {times}.",
+    },
+    "available_days": {"de": "Frei wäre {slots}.", "en": "I have {slots}."},
+    "nothing_free": {
+        "de": "An diesem Tag ist leider nichts mehr frei.",
+        "en": "Sorry, there is nothing free on that day.",
+    },
+    "slot_unavailable": {
+        "de": "Dieser Termin ist leider nicht frei.",
+        "en": "Sorry, that time is not available.",
+    },
+    "rejected_duplicate": {
+        "de": "Diesen Termin konnte ich leider nicht bestätigen.",
+        "en": "Sorry, I could not confirm that slot.",
+    },
+    "offer": {"de": "Ich kann Ihnen {slots} anbieten.", "en": "I can offer {slots}."},
+    "no_offer": {
+        "de": "Soll ich an einem anderen Tag suchen?",
+        "en": "Shall I look at another day?",
+    },
+    "in_progress": {
+        "de": "Ich konnte den Termin noch nicht bestätigen; wir rufen Sie zurück oder schicken "
+        "Ihnen eine SMS, sobald er feststeht.",
+        "en": "I could not confirm it yet; we will call or text you back as soon as it is settled.",
+    },
+    "cancelled": {
+        "de": "Ihr Termin am {when} ist storniert.",
+        "en": "Your appointment on {when} is cancelled.",
+    },
+    "rescheduled": {
+        "de": "Ihr Termin ist verschoben auf {when}.",
+        "en": "Your appointment is moved to {when}.",
+    },
+    "service_not_found": {
+        "de": "Diese Leistung bieten wir nicht an; möglich sind {services}.",
+        "en": "We do not offer that; we offer {services}.",
+    },
+    "service_not_found_empty": {
+        "de": "Diese Leistung bieten wir leider nicht an.",
+        "en": "Sorry, we do not offer that.",
+    },
+    "appointment_not_found": {
+        "de": "Unter dieser Telefonnummer habe ich keinen Termin gefunden.",
+        "en": "I could not find an appointment for that phone number.",
+    },
+    "attempt_conflict": {
+        "de": "Diesen Termin haben Sie in diesem Anruf schon mit anderen Angaben angefragt; "
+        "bitte bestätigen Sie Name und E-Mail noch einmal.",
+        "en": "That slot was already requested in this call with different details; "
+        "please confirm the name and e-mail once more.",
+    },
+    "unknown_number": {
+        "de": "Über diese Nummer kann ich leider keine Termine vereinbaren.",
+        "en": "Sorry, I cannot book appointments through this number.",
+    },
+    "upstream_error": {
+        "de": "Der Kalender ist gerade nicht erreichbar; bitte versuchen Sie es gleich noch einmal.",
+        "en": "The calendar is not reachable right now; please try again in a moment.",
+    },
+}
+
+INVALID: Final[dict[tuple[str | None, str | None], dict[Lang, str]]] = {
+    ("date", "past"): {
+        "de": "Das Datum liegt in der Vergangenheit.",
+        "en": "That date is in the past.",
+    },
+    ("time", "past"): {
+        "de": "Diese Uhrzeit ist heute schon vorbei.",
+        "en": "That time has already passed today.",
+    },
+    (None, "past"): {
+        "de": "Das Datum liegt in der Vergangenheit.",
+        "en": "That time is in the past.",
+    },
+    ("service", "missing"): {
+        "de": "Mir fehlt noch, welche Leistung Sie möchten.",
+        "en": "I still need to know which service you would like.",
+    },
+    ("name", "missing"): {"de": "Mir fehlt noch Ihr Name.", "en": "I still need your name."},
+    ("start", "missing"): {
+        "de": "Mir fehlt noch der gewünschte Tag und die Uhrzeit.",
+        "en": "I still need the day and time you would like.",
+    },
+    ("new_start", "missing"): {
+        "de": "Mir fehlt noch der neue Tag und die Uhrzeit.",
+        "en": "I still need the new day and time.",
+    },
+    ("call_id", "missing"): {
+        "de": "Ich kann diesen Anruf gerade nicht zuordnen; bitte versuchen Sie es gleich noch einmal.",
+        "en": "I cannot match this call right now; please try again in a moment.",
+    },
+    ("phone", "missing"): {
+        "de": "Mir fehlt noch Ihre Telefonnummer.",
+        "en": "I still need your phone number.",
+    },
+    (None, "missing"): {
+        "de": "Mir fehlt noch eine Angabe.",
+        "en": "I am still missing some information.",
+    },
+    (None, "bad_date"): {
+        "de": "Das Datum habe ich nicht verstanden.",
+        "en": "I did not understand that date.",
+    },
+    (None, "bad_time"): {
+        "de": "Die Uhrzeit habe ich nicht verstanden.",
+        "en": "I did not understand that time.",
+    },
+    (None, "nonexistent_time"): {
+        "de": "Diese Uhrzeit gibt es an dem Tag wegen der Zeitumstellung nicht.",
+        "en": "That time does not exist on that day because the clocks change.",
+    },
+    (None, "bad_phone"): {
+        "de": "Die Telefonnummer scheint nicht zu stimmen.",
+        "en": "That phone number does not seem to be valid.",
+    },
+    (None, "bad_email"): {
+        "de": "Die E-Mail-Adresse scheint nicht zu stimmen.",
+        "en": "That e-mail address does not seem to be valid.",
+    },
+    ("name", "too_long"): {"de": "Der Name ist zu lang.", "en": "That name is too long."},
+    ("notes", "too_long"): {
+        "de": "Die Notiz ist zu lang; bitte fassen Sie sie kürzer.",
+        "en": "The note is too long; please keep it shorter.",
+    },
+    (None, "too_long"): {"de": "Die Angabe ist zu lang.", "en": "That is too long."},
+    (None, "unchanged"): {
+        "de": "Der neue Termin ist derselbe wie der alte.",
+        "en": "The new time is the same as the current one.",
+    },
+    (None, "unknown_function"): {
+        "de": "Das kann ich leider nicht erledigen.",
+        "en": "Sorry, I cannot do that.",
+    },
+    (None, None): {
+        "de": "Eine Angabe habe ich nicht verstanden.",
+        "en": "I did not understand one of the details.",
+    },
+}
