@@ -18,15 +18,23 @@ async def make_tenant(
 ) -> tuple[Tenant, ServiceRef]:
     async with sessionmaker() as session, session.begin():
         company = Company(
-            slug=slug, name="Salon Mitte", timezone="Europe/Berlin", email_domain=f"{slug}.example", locale="de",
+            slug=slug,
+            name="Salon Mitte",
+            timezone="Europe/Berlin",
+            email_domain=f"{slug}.example",
+            locale="de",
             country="DE",
         )
         session.add(company)
         await session.flush()
         session.add(PhoneNumber(company_id=company.id, number=number))
         service = Service(
-            company_id=company.id, name="Haarschnitt", aliases=["Herrenschnitt"], event_type_id=event_type_id,
-            duration_minutes=30, round_robin=round_robin,
+            company_id=company.id,
+            name="Haarschnitt",
+            aliases=["Herrenschnitt"],
+            event_type_id=event_type_id,
+            duration_minutes=30,
+            round_robin=round_robin,
         )
         session.add(service)
         await session.flush()

@@ -23,7 +23,9 @@ class FakeCalendar:
     requests: list[BookingRequest] = field(default_factory=list)
     create_errors: list[CalendarError] = field(default_factory=list)
     answer_with: CalendarBooking | None = None  # hand back this booking instead of creating one
-    store_before_error: bool = False  # with create_errors: store the booking, then raise (timeout after commit)
+    store_before_error: bool = (
+        False  # with create_errors: store the booking, then raise (timeout after commit)
+    )
     lookup_error: CalendarError | None = None
     length: timedelta = timedelta(minutes=30)
     now: datetime | None = None
@@ -85,9 +87,17 @@ class FakeCalendar:
         self.bookings[uid] = replace(self.bookings[uid], status="cancelled")
         return self.bookings[uid]
 
-    async def reschedule_booking(self, uid: str, new_start: datetime, reason: str | None = None) -> CalendarBooking:
+    async def reschedule_booking(
+        self, uid: str, new_start: datetime, reason: str | None = None
+    ) -> CalendarBooking:
         old = self.bookings[uid]
         self.bookings[uid] = replace(old, status="cancelled")
-        new = replace(old, uid=secrets.token_hex(11), start=new_start, end=new_start + self.length, rescheduled_from_uid=uid)
+        new = replace(
+            old,
+            uid=secrets.token_hex(11),
+            start=new_start,
+            end=new_start + self.length,
+            rescheduled_from_uid=uid,
+        )
         self.bookings[new.uid] = new
         return new

@@ -166,3 +166,226 @@ def main() -> None:  # pragma: no cover
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     app(prog_name="voicebook")
     sys.exit(0)
+
+
+duplicates_app = typer.Typer(help="Find, clean and restore duplicate appointments.", no_args_is_help=True)
+simulate_app = typer.Typer(help="Replay incidents against the sandbox.", no_args_is_help=True)
+app.add_typer(duplicates_app, name="duplicates")
+app.add_typer(simulate_app, name="simulate")
+
+
+@app.command()
+@one_line_errors
+def sandbox(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8010,
+    state_file: Annotated[
+        Path | None, typer.Option(help="JSON file that keeps the state across restarts.")
+    ] = None,
+    control: Annotated[bool, typer.Option(help="Enable the /_sandbox control API.")] = True,
+    tenants: Annotated[Path | None, typer.Option(help="Tenants YAML: an event type per service.")] = None,
+) -> None:
+    """Run the Cal.com v2 sandbox as a stand-alone HTTP server."""
+    from voicebook.calcom.sandbox import event_type_from_service
+    from voicebook.calcom.sandbox.server import run
+    from voicebook.db.tenants import parse_tenants
+
+    settings = load_settings()
+    event_types = []
+    path = tenants or settings.tenants_file or Path("examples/tenants.yaml")
+    if path.exists():
+        for company in parse_tenants(path).companies:
+            for s in company.services:
+                event_types.append(
+                    event_type_from_service(
+                        s.event_type_id, s.name, s.duration_minutes, s.round_robin, company.timezone
+                    )
+                )
+    typer.echo(f"Cal.com sandbox on http://{host}:{port}/v2 with {len(event_types)} event type(s)", err=True)
+    secret = settings.calcom_webhook_secret.get_secret_value() if settings.calcom_webhook_secret else None
+    key = settings.calcom_api_key.get_secret_value() if settings.calcom_api_key else None
+    run(
+        host=host,
+        port=port,
+        state_file=state_file,
+        control_enabled=control,
+        event_types=event_types,
+        webhook_url=settings.sandbox_webhook_url,
+        webhook_secret=secret,
+        api_key=key,
+    )
+
+
+@app.command()
+@one_line_errors
+def call(
+    function: Annotated[
+        str, typer.Argument(help="check_availability, book_appointment, cancel_appointment, ...")
+    ],
+    arg: Annotated[
+        list[str] | None, typer.Option("--arg", "-a", help="An argument as key=value; repeatable.")
+    ] = None,
+    url: Annotated[str, typer.Option(help="Base URL of a running voicebook.")] = "http://127.0.0.1:8000",
+    call_id: Annotated[str, typer.Option(help="Retell call id.")] = "call_cli_demo",
+    from_number: Annotated[str, typer.Option("--from", help="Caller's number.")] = "+491701234567",
+    to_number: Annotated[
+        str, typer.Option("--to", help="Called number (picks the company).")
+    ] = "+49301234567",
+) -> None:
+    """Send a correctly signed Retell function call to a running server and print the answer."""
+    import json
+
+    import httpx
+
+    from voicebook.retell.signature import sign_body
+
+    settings = load_settings()
+    if settings.retell_api_key is None:
+        raise fail("VOICEBOOK_RETELL_API_KEY is not set (make run writes one to .env)")
+    args: dict[str, str] = {}
+    for item in arg or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise fail(f"--arg {item!r}: expected key=value")
+        args[key.strip()] = value
+    body = {
+        "name": function,
+        "call": {
+            "call_id": call_id,
+            "from_number": from_number,
+            "to_number": to_number,
+            "direction": "inbound",
+        },
+        "args": args,
+    }
+    raw = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "X-Retell-Signature": sign_body(raw, settings.retell_api_key.get_secret_value()),
+    }
+    try:
+        response = httpx.post(
+            f"{url.rstrip('/')}/retell/functions/{function}", content=raw, headers=headers, timeout=60
+        )
+    except httpx.HTTPError as exc:
+        raise fail(f"cannot reach {url}: {exc}") from None
+    try:
+        typer.echo(json.dumps(response.json(), indent=2, ensure_ascii=False))
+    except ValueError:
+        typer.echo(response.text)
+    if response.status_code != 200:
+        raise fail(f"HTTP {response.status_code}")
+
+
+async def _with_connection(url: str, work: Callable[[Any], Any]) -> Any:
+    from voicebook.db.session import make_engine
+
+    engine = make_engine(url)
+    try:
+        async with engine.begin() as conn:
+            return await conn.run_sync(work)
+    finally:
+        await engine.dispose()
+
+
+def _print_scan(result: Any) -> None:
+    typer.echo(f"{'calcom_booking_uid':<26} {'kept id':>8}  archived ids")
+    for group in result.examples:
+        typer.echo(
+            f"{group.calcom_booking_uid:<26} {group.kept_id:>8}  {', '.join(map(str, group.removed_ids))}"
+        )
+    if result.groups > len(result.examples):
+        typer.echo(f"... and {result.groups - len(result.examples)} more group(s)")
+
+
+@duplicates_app.command("scan")
+@one_line_errors
+def duplicates_scan(limit: Annotated[int, typer.Option(help="Groups to list.")] = 20) -> None:
+    """Show what a clean-up would archive and delete; changes nothing."""
+    from voicebook.db import duplicates
+
+    result = asyncio.run(
+        _with_connection(load_settings().database_url, lambda c: duplicates.scan(c, limit=limit))
+    )
+    if result.groups:
+        _print_scan(result)
+    typer.echo(
+        f"{result.groups} duplicate group(s); {result.rows_to_archive} row(s) would be archived and deleted"
+    )
+
+
+@duplicates_app.command("clean")
+@one_line_errors
+def duplicates_clean(yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] = False) -> None:
+    """Archive every duplicate but the oldest, whole, then delete it (set-based, a few statements)."""
+    from voicebook.db import duplicates
+
+    settings = load_settings()
+    scan = asyncio.run(_with_connection(settings.database_url, duplicates.scan))
+    if not scan.groups:
+        typer.echo("no duplicate appointments; nothing to do")
+        return
+    _print_scan(scan)
+    if not yes and not typer.confirm(f"archive and delete {scan.rows_to_archive} row(s)?"):
+        raise typer.Abort()
+
+    def work(conn: Any) -> tuple[int, int]:
+        with typer.progressbar(length=2, label="cleaning", file=sys.stderr) as bar:
+            archived = duplicates.archive_duplicates(conn)
+            bar.update(1)
+            deleted = duplicates.delete_archived(conn)
+            bar.update(1)
+        if archived != deleted:
+            raise RuntimeError(f"archived {archived} but would delete {deleted}; rolled back")
+        return archived, deleted
+
+    archived, _ = asyncio.run(_with_connection(settings.database_url, work))
+    typer.echo(f"archived and deleted {archived} duplicate(s) in {scan.groups} group(s); oldest kept")
+
+
+@duplicates_app.command("restore")
+@one_line_errors
+def duplicates_restore(
+    archive_id: Annotated[int, typer.Argument(help="Id of the row in appointment_duplicates_archive.")],
+    replace: Annotated[bool, typer.Option(help="Archive the appointment that now holds the uid.")] = False,
+) -> None:
+    """Put an archived appointment back (an operator's decision)."""
+    from voicebook.db import duplicates
+
+    try:
+        restored = asyncio.run(
+            _with_connection(
+                load_settings().database_url, lambda c: duplicates.restore(c, archive_id, replace=replace)
+            )
+        )
+    except duplicates.RestoreError as exc:
+        raise fail(str(exc)) from None
+    typer.echo(f"restored appointment {restored} from archive row {archive_id}")
+
+
+@simulate_app.command("incident")
+@one_line_errors
+def simulate_incident() -> None:
+    """Replay the seed's incident (calls 687 and 688) against the sandbox and show every layer."""
+    from voicebook.logging import configure_logging
+    from voicebook.simulate import simulate_incident as run
+
+    configure_logging("WARNING", json=True, stream=open(os.devnull, "w"))  # noqa: SIM115
+    for report in asyncio.run(run()):
+        typer.secho(f"\n== {report.title}", bold=True)
+        for c in report.calls:
+            typer.echo(f"  {c.call_id}: Cal.com answered uid={c.calcom_uid} createdAt={c.calcom_created_at}")
+            typer.echo(f"           guards: {', '.join(c.verdicts) or '-'}")
+            typer.echo(
+                f"           caller told: {c.status}" + (f" uid={c.answered_uid}" if c.answered_uid else "")
+            )
+        typer.echo(
+            f"  Cal.com bookings: {report.sandbox_bookings}; local appointments: "
+            + ", ".join(f"{u} ({cid})" for u, cid in report.appointments)
+        )
+        verdict = (
+            "a caller WAS handed another caller's booking"
+            if report.foreign_booking_handed_out
+            else ("no caller was handed another caller's booking")
+        )
+        typer.echo(f"  => {verdict}")

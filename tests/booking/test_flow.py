@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from tests.factories import make_tenant
 from tests.fakes import FakeCalendar
+
 from voicebook.booking import flow, outcomes
 from voicebook.booking.errors import CalendarUnavailable, OutcomeUnknown
 from voicebook.booking.policy import BookingPolicy, GuardPolicy
@@ -25,7 +25,9 @@ Sm = async_sessionmaker[AsyncSession]
 
 async def _count(sm: Sm, model: type, *where: object) -> int:
     async with sm() as session:
-        return int((await session.execute(select(func.count()).select_from(model).where(*where))).scalar_one())
+        return int(
+            (await session.execute(select(func.count()).select_from(model).where(*where))).scalar_one()
+        )
 
 
 async def _phrases(sm: Sm) -> list[str]:
@@ -33,19 +35,42 @@ async def _phrases(sm: Sm) -> list[str]:
         return list((await session.execute(select(GuardEvent.verdict).order_by(GuardEvent.id))).scalars())
 
 
-async def _book(sm: Sm, cal: FakeCalendar, call_id: str = "call_687", name: str = "Jörg Müller",
-                policy: BookingPolicy | None = None, **kw: object) -> outcomes.Outcome:
+async def _book(
+    sm: Sm,
+    cal: FakeCalendar,
+    call_id: str = "call_687",
+    name: str = "Jörg Müller",
+    policy: BookingPolicy | None = None,
+    **kw: object,
+) -> outcomes.Outcome:
     tenant, service = kw.pop("tenant_service", None) or await make_tenant(sm)  # type: ignore[misc]
     args = flow.BookArgs(service=service, start=START, name=name, phone="+491701234567")
-    return await flow.book(sm, cal, policy or BookingPolicy(), tenant, CallContext(call_id, "+491701234567",
-                           "+49301234567"), args)
+    return await flow.book(
+        sm,
+        cal,
+        policy or BookingPolicy(),
+        tenant,
+        CallContext(call_id, "+491701234567", "+49301234567"),
+        args,
+    )
 
 
-def foreign(start: datetime, *, created: datetime, metadata: dict[str, str] | None = None,
-            email: str = "booking+call_687@salon-mitte.example") -> CalendarBooking:
+def foreign(
+    start: datetime,
+    *,
+    created: datetime,
+    metadata: dict[str, str] | None = None,
+    email: str = "booking+call_687@salon-mitte.example",
+) -> CalendarBooking:
     return CalendarBooking(
-        uid="8Fxv4pCqnb1Jva1w9wn5wX", id=7, status="accepted", start=start, end=start + timedelta(minutes=30),
-        event_type_id=2563193, created_at=created, attendees=(Attendee("Erste Anruferin", email),),
+        uid="8Fxv4pCqnb1Jva1w9wn5wX",
+        id=7,
+        status="accepted",
+        start=start,
+        end=start + timedelta(minutes=30),
+        event_type_id=2563193,
+        created_at=created,
+        attendees=(Attendee("Erste Anruferin", email),),
         metadata=metadata or {},
     )
 
@@ -83,14 +108,18 @@ class TestBook:
         assert len(cal.requests) == 1
 
     async def test_stale_booking_is_rejected(self, sessionmaker: Sm) -> None:
-        cal = FakeCalendar(slots=[START], answer_with=foreign(START, created=datetime.now(UTC) - timedelta(minutes=35)))
+        cal = FakeCalendar(
+            slots=[START], answer_with=foreign(START, created=datetime.now(UTC) - timedelta(minutes=35))
+        )
         outcome = await _book(sessionmaker, cal)
         assert outcome.status == "rejected_duplicate"
         assert "STALE BOOKING DETECTED" in await _phrases(sessionmaker)
         assert await _count(sessionmaker, Appointment) == 0
 
     async def test_booking_with_another_calls_id_is_rejected(self, sessionmaker: Sm) -> None:
-        booking = foreign(START, created=datetime.now(UTC), metadata={"call_id": "call_686", "attempt_id": "x"})
+        booking = foreign(
+            START, created=datetime.now(UTC), metadata={"call_id": "call_686", "attempt_id": "x"}
+        )
         outcome = await _book(sessionmaker, FakeCalendar(slots=[START], answer_with=booking))
         assert outcome.status == "rejected_duplicate"
         assert "CALL ID MISMATCH" in await _phrases(sessionmaker)
@@ -100,15 +129,26 @@ class TestBook:
         ts = await make_tenant(sessionmaker)
         booking = foreign(START, created=datetime.now(UTC))
         async with sessionmaker() as session, session.begin():
-            session.add(Appointment(company_id=ts[0].company_id, call_id="call_686", calcom_booking_uid=booking.uid,
-                                    start_at=START, status="booked"))
-        outcome = await _book(sessionmaker, FakeCalendar(slots=[START], answer_with=booking), tenant_service=ts)
+            session.add(
+                Appointment(
+                    company_id=ts[0].company_id,
+                    call_id="call_686",
+                    calcom_booking_uid=booking.uid,
+                    start_at=START,
+                    status="booked",
+                )
+            )
+        outcome = await _book(
+            sessionmaker, FakeCalendar(slots=[START], answer_with=booking), tenant_service=ts
+        )
         assert outcome.status == "rejected_duplicate"
         assert "DUPLICATE BOOKING ID IN DATABASE" in await _phrases(sessionmaker)
         assert await _count(sessionmaker, Appointment, Appointment.calcom_booking_uid == booking.uid) == 1
 
     async def test_timeout_after_commit_resolves_to_our_booking(self, sessionmaker: Sm) -> None:
-        cal = FakeCalendar(slots=[START], create_errors=[OutcomeUnknown("read timeout")], store_before_error=True)
+        cal = FakeCalendar(
+            slots=[START], create_errors=[OutcomeUnknown("read timeout")], store_before_error=True
+        )
         outcome = await _book(sessionmaker, cal)
         assert outcome.status == "booked"
         assert len(cal.bookings) == 1
@@ -123,8 +163,12 @@ class TestBook:
         assert len(cal.bookings) == 1
 
     async def test_unresolvable_outcome_answers_in_progress(self, sessionmaker: Sm) -> None:
-        cal = FakeCalendar(slots=[START], create_errors=[OutcomeUnknown("reset")], store_before_error=True,
-                           lookup_error=CalendarUnavailable("down"))
+        cal = FakeCalendar(
+            slots=[START],
+            create_errors=[OutcomeUnknown("reset")],
+            store_before_error=True,
+            lookup_error=CalendarUnavailable("down"),
+        )
         outcome = await _book(sessionmaker, cal)
         assert outcome.status == "in_progress"
         async with sessionmaker() as session:
@@ -172,10 +216,15 @@ class TestBook:
         # An old booking carrying our own attempt id is ours at any age.
         aged = replace(own, created_at=own.created_at - timedelta(hours=2))
         from voicebook.booking.guards import Expected, check_returned_booking
+
         now = datetime.now(UTC)
         verdict = check_returned_booking(
-            aged, Expected("call_687", own.metadata["attempt_id"], own.attendees[0].email, START, 2563193, now, now),
-            GuardPolicy(), now,
+            aged,
+            Expected(
+                "call_687", own.metadata["attempt_id"], own.attendees[0].email, START, 2563193, now, now
+            ),
+            GuardPolicy(),
+            now,
         )
         assert verdict.accepted
         assert verdict.idempotent_replay

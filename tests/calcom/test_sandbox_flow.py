@@ -131,9 +131,7 @@ async def test_list_bookings_follows_pagination(
     for hour in range(8):
         await _book(client, start=SLOT + timedelta(minutes=30 * hour))
     monkeypatch.setattr("voicebook.calcom.client.LIST_PAGE_SIZE", 3)
-    found = await client.list_bookings(
-        attendee_email="jane@example.test", event_type_id=INDIVIDUAL.id
-    )
+    found = await client.list_bookings(attendee_email="jane@example.test", event_type_id=INDIVIDUAL.id)
     assert len(found) == 8
     assert [b.start for b in found] == sorted(b.start for b in found)
     assert await client.list_bookings(attendee_email="nobody@example.test") == []

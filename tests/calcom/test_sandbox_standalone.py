@@ -11,7 +11,7 @@ import pytest_asyncio
 import uvicorn
 
 from voicebook.calcom import CalcomClient, OutcomeUnknown, build_http_client
-from voicebook.calcom.sandbox import Sandbox, SandboxClock
+from voicebook.calcom.sandbox import Sandbox
 from voicebook.calcom.sandbox.server import build
 
 from .conftest import INDIVIDUAL, NOW, SLOT
@@ -23,12 +23,12 @@ async def served() -> AsyncIterator[tuple[Sandbox, str]]:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     sandbox = build(event_types=[INDIVIDUAL], hang_seconds=0.5, control_enabled=True)
-    sandbox.clock = sandbox.engine.clock = SandboxClock(NOW)
-    server = uvicorn.Server(
-        uvicorn.Config(sandbox.app, host="127.0.0.1", port=port, log_level="critical")
-    )
+    sandbox.clock.set(NOW)
+    server = uvicorn.Server(uvicorn.Config(sandbox.app, host="127.0.0.1", port=port, log_level="critical"))
     task = asyncio.create_task(server.serve())
-    while not server.started:
+    for _ in range(500):
+        if server.started:
+            break
         await asyncio.sleep(0.01)
     yield sandbox, f"http://127.0.0.1:{port}"
     server.should_exit = True

@@ -46,7 +46,12 @@ class Env:
     ) -> httpx.Response:
         body = {
             "name": function,
-            "call": {"call_id": call_id, "from_number": from_number, "to_number": to_number, "direction": "inbound"},
+            "call": {
+                "call_id": call_id,
+                "from_number": from_number,
+                "to_number": to_number,
+                "direction": "inbound",
+            },
             "args": args,
         }
         return await self.post_signed(f"/retell/functions/{function}", body)
@@ -75,14 +80,19 @@ async def running_service(db_url: str, **overrides: Any) -> AsyncIterator[Env]:
     for company in spec.companies:
         for s in company.services:
             sandbox.add_event_type(
-                event_type_from_service(s.event_type_id, s.name, s.duration_minutes, s.round_robin, company.timezone)
+                event_type_from_service(
+                    s.event_type_id, s.name, s.duration_minutes, s.round_robin, company.timezone
+                )
             )
     gateway, http = sandbox_gateway(sandbox)
     app = create_app(settings, calendar=CalendarHandle(gateway, sandbox=sandbox))
     try:
-        async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://voicebook.test"
-        ) as client:
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://voicebook.test"
+            ) as client,
+        ):
             yield Env(client, sandbox, sessionmaker, settings)
     finally:
         await http.aclose()

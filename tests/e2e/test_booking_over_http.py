@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select
-
 from tests.e2e.harness import BERATUNG, Env, running_service
+
 from voicebook.db.models import Appointment, GuardEvent
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -25,7 +25,9 @@ def next_weekday_at(hour: int, days_ahead: int = 2) -> str:
 async def appointments_with(env: Env, uid: str) -> int:
     async with env.sessionmaker() as session:
         return int(
-            (await session.execute(select(func.count()).where(Appointment.calcom_booking_uid == uid))).scalar_one()
+            (
+                await session.execute(select(func.count()).where(Appointment.calcom_booking_uid == uid))
+            ).scalar_one()
         )
 
 
@@ -34,7 +36,9 @@ class TestBookOverHttp:
     async def test_books_and_answers_in_company_language(self, db_url: str) -> None:
         async with running_service(db_url) as env:
             start = next_weekday_at(10)
-            r = await env.call("book_appointment", {"service": "Haarschnitt", "start": start, "name": "Jörg Müller"})
+            r = await env.call(
+                "book_appointment", {"service": "Haarschnitt", "start": start, "name": "Jörg Müller"}
+            )
             assert r.status_code == 200
             body = r.json()
             assert body["ok"] is True, body
@@ -53,8 +57,12 @@ class TestBookOverHttp:
             first = (await env.call("book_appointment", args, call_id="call_687")).json()
             env.sandbox.clock.advance(timedelta(minutes=35))
             second = (
-                await env.call("book_appointment", {**args, "name": "Anrufer Zwei"}, call_id="call_688",
-                               from_number="+491709876543")
+                await env.call(
+                    "book_appointment",
+                    {**args, "name": "Anrufer Zwei"},
+                    call_id="call_688",
+                    from_number="+491709876543",
+                )
             ).json()
             assert first["status"] == "booked"
             uid = first["appointment"]["calcom_booking_uid"]
@@ -64,7 +72,12 @@ class TestBookOverHttp:
     async def test_same_email_in_two_calls_is_caught_by_call_id_guard(self, db_url: str) -> None:
         async with running_service(db_url) as env:
             start = next_weekday_at(11)  # Beratung is 45 minutes: slots at 08:00, 08:45, ... 11:00
-            args = {"service": "Beratung", "start": start, "name": "Familie Meier", "email": "meier@example.com"}
+            args = {
+                "service": "Beratung",
+                "start": start,
+                "name": "Familie Meier",
+                "email": "meier@example.com",
+            }
             first = (await env.call("book_appointment", args, call_id="call_687")).json()
             env.sandbox.clock.advance(timedelta(minutes=35))
             second = (await env.call("book_appointment", args, call_id="call_688")).json()
@@ -94,7 +107,9 @@ class TestBookOverHttp:
             args = {"service": "Haarschnitt", "start": next_weekday_at(14), "name": "Anna"}
             a, b = await asyncio.gather(
                 env.call("book_appointment", args, call_id="call_a", from_number="+491701111111"),
-                env.call("book_appointment", {**args, "name": "Ben"}, call_id="call_b", from_number="+491702222222"),
+                env.call(
+                    "book_appointment", {**args, "name": "Ben"}, call_id="call_b", from_number="+491702222222"
+                ),
             )
             statuses = sorted([a.json()["status"], b.json()["status"]])
             assert statuses == ["booked", "slot_unavailable"]
@@ -109,7 +124,9 @@ class TestBookOverHttp:
             avail = (await env.call("check_availability", {"service": "Haarschnitt", "date": day})).json()
             assert avail["status"] == "available"
             assert any(s.startswith(start) for s in avail["slots"])
-            booked = (await env.call("book_appointment", {"service": "Haarschnitt", "start": start, "name": "Tom"})).json()
+            booked = (
+                await env.call("book_appointment", {"service": "Haarschnitt", "start": start, "name": "Tom"})
+            ).json()
             assert booked["status"] == "booked"
             cancelled = (await env.call("cancel_appointment", {})).json()
             assert cancelled["status"] == "cancelled", cancelled
@@ -119,7 +136,9 @@ class TestBookOverHttp:
 
     async def test_unknown_service_is_a_spoken_not_found(self, db_url: str) -> None:
         async with running_service(db_url) as env:
-            r = await env.call("book_appointment", {"service": "Zahnreinigung", "start": next_weekday_at(9), "name": "X"})
+            r = await env.call(
+                "book_appointment", {"service": "Zahnreinigung", "start": next_weekday_at(9), "name": "X"}
+            )
             body = r.json()
             assert r.status_code == 200
             assert body["status"] == "not_found"

@@ -20,6 +20,8 @@ METADATA_MAX_KEYS = 50
 METADATA_MAX_KEY_CHARS = 40
 METADATA_MAX_VALUE_CHARS = 500
 
+# Documented statuses; responses keep ``status`` a plain string so a new value Cal.com adds is
+# passed through rather than turning a successful create into a "malformed" (ambiguous) answer.
 BookingStatus = Literal["accepted", "pending", "cancelled", "rejected"]
 
 
@@ -116,7 +118,7 @@ class BookingOutput(_Wire):
     id: int
     uid: str
     title: str
-    status: BookingStatus
+    status: str
     start: datetime
     end: datetime
     created_at: datetime

@@ -30,3 +30,10 @@ def current_heads() -> tuple[str, ...]:
     from alembic.script import ScriptDirectory
 
     return tuple(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads())
+
+
+async def upgrade_async(database_url: str, revision: str = "head") -> None:
+    """``upgrade`` from async code: Alembic's env runs its own event loop, so give it a thread."""
+    import asyncio
+
+    await asyncio.to_thread(upgrade, database_url, revision)

@@ -1,0 +1,293 @@
+"""Shared plumbing for the benchmarks: processes, ports, scratch databases, figures.
+
+Every figure is printed as one JSON line ``{"bench", "figure", "value", "unit"}`` (so runs compare
+across commits) and collected for the result table printed at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = ROOT / ".venv" / "bin"
+PYTHON = str(VENV_BIN / "python") if (VENV_BIN / "python").exists() else sys.executable
+PG_URL = os.environ.get("VOICEBOOK_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+RETELL_KEY = "key_bench_0000000000000000"
+CALCOM_KEY = "cal_sandbox_local"
+COMPANY_NUMBER = "+49301234567"
+EVENT_TYPE_ID = 9100001
+SERVICE = "Benchschnitt"
+SLOT_MINUTES = 30
+HOSTS = 20
+WORK_DIR = Path(os.environ.get("VOICEBOOK_BENCH_DIR", "/tmp/voicebook-bench"))
+
+TENANTS_YAML = f"""companies:
+  - slug: bench
+    name: Bench Salon
+    timezone: UTC
+    email_domain: bench.example
+    locale: de
+    phone_numbers: ["{COMPANY_NUMBER}"]
+    services:
+      - {{name: {SERVICE}, event_type_id: {EVENT_TYPE_ID}, duration_minutes: {SLOT_MINUTES}}}
+"""
+
+
+def event_type_json() -> dict[str, Any]:
+    """The sandbox event type behind the bench service: many hosts, open around the clock, every day."""
+    return {
+        "id": EVENT_TYPE_ID,
+        "slug": "benchschnitt",
+        "length_minutes": SLOT_MINUTES,
+        "scheduling_type": "individual",
+        "hosts": [
+            {
+                "id": 910000 + n,
+                "name": f"Host {n}",
+                "email": f"host{n}@sandbox.invalid",
+                "username": f"host{n}",
+                "time_zone": "UTC",
+            }
+            for n in range(HOSTS)
+        ],
+        "time_zone": "UTC",
+        "working_hours": [["Mon-Sun", "00:00", "23:59"]],
+        "title": SERVICE,
+    }
+
+
+# --- figures ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Figure:
+    bench: str
+    figure: str
+    value: float
+    unit: str
+    target: str = ""
+    ok: bool | None = None
+
+
+@dataclass
+class Report:
+    figures: list[Figure] = field(default_factory=list)
+
+    def add(
+        self,
+        bench: str,
+        figure: str,
+        value: float,
+        unit: str,
+        *,
+        target: str = "",
+        ok: bool | None = None,
+    ) -> None:
+        fig = Figure(bench, figure, round(float(value), 4), unit, target, ok)
+        self.figures.append(fig)
+        print(json.dumps({"bench": bench, "figure": figure, "value": fig.value, "unit": unit}), flush=True)
+
+    def table(self) -> str:
+        rows = [("bench", "figure", "value", "unit", "target", "met")]
+        for f in self.figures:
+            met = "" if f.ok is None else ("yes" if f.ok else "NO")
+            rows.append((f.bench, f.figure, f"{f.value:g}", f.unit, f.target, met))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in rows]
+        lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+        return "\n".join(lines)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100)."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+# --- processes -------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process for {url} exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=1.0).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up within {timeout}s")
+
+
+@contextlib.contextmanager
+def spawn(args: list[str], *, env: dict[str, str] | None = None, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A child process in its own session; stopped (SIGTERM, then SIGKILL) on exit."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            args,
+            env={**os.environ, **(env or {})},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=str(log.parent),
+            start_new_session=True,
+        )
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+@contextlib.contextmanager
+def sandbox_server(log: Path) -> Iterator[str]:
+    """The Cal.com sandbox served standalone over real HTTP, with its control API; yields its base URL."""
+    port = free_port()
+    with spawn([PYTHON, "-m", "bench.sandbox_server", "--port", str(port)], log=log) as proc:
+        base = f"http://127.0.0.1:{port}"
+        wait_http(f"{base}/_sandbox/clock", proc=proc)
+        httpx.post(f"{base}/_sandbox/event-types", json=event_type_json()).raise_for_status()
+        yield base
+
+
+def app_env(db_url: str, calcom_base: str) -> dict[str, str]:
+    return {
+        "VOICEBOOK_DATABASE_URL": db_url,
+        "VOICEBOOK_CALCOM_BASE_URL": calcom_base,
+        "VOICEBOOK_CALCOM_API_KEY": CALCOM_KEY,
+        "VOICEBOOK_RETELL_API_KEY": RETELL_KEY,
+        "PYTHONPATH": str(ROOT),
+    }
+
+
+def prepare_database(db_url: str) -> None:
+    """Migrate to head and load the bench tenant (through the CLI, as an operator would)."""
+    WORK_DIR.mkdir(parents=True, exist_ok=True)
+    tenants = WORK_DIR / "tenants.yaml"
+    tenants.write_text(TENANTS_YAML)
+    env = {**os.environ, "VOICEBOOK_DATABASE_URL": db_url}
+    for args in (["db", "upgrade"], ["tenants", "load", str(tenants)]):
+        subprocess.run(
+            [str(VENV_BIN / "voicebook"), *args], env=env, cwd=WORK_DIR, check=True, capture_output=True
+        )
+
+
+@contextlib.contextmanager
+def app_server(db_url: str, calcom_base: str, log: Path, workers: int = 1) -> Iterator[tuple[str, int]]:
+    """``voicebook serve`` as a real uvicorn server; yields (base URL, pid of the serving process)."""
+    port = free_port()
+    args = [str(VENV_BIN / "voicebook"), "serve", "--port", str(port), "--workers", str(workers)]
+    with spawn(args, env=app_env(db_url, calcom_base), log=log) as proc:
+        base = f"http://127.0.0.1:{port}"
+        wait_http(f"{base}/healthz", proc=proc)
+        yield base, proc.pid
+
+
+def vm_hwm_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def child_pids(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
+
+
+# --- scratch databases -------------------------------------------------------------------------------
+
+
+def _admin_dsn(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://")
+
+
+async def _pg_admin(sql: str, url: str = PG_URL) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(_admin_dsn(url))
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def pg_scratch_url(name: str) -> str:
+    base, _, _ = PG_URL.rpartition("/")
+    return f"{base}/{name}"
+
+
+@contextlib.contextmanager
+def pg_database(name: str) -> Iterator[str]:
+    """A fresh scratch database, dropped afterwards."""
+    asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield pg_scratch_url(name)
+    finally:
+        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@contextlib.contextmanager
+def sqlite_database(name: str) -> Iterator[str]:
+    WORK_DIR.mkdir(parents=True, exist_ok=True)
+    path = WORK_DIR / f"{name}.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    try:
+        yield f"sqlite:///{path}"
+    finally:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem_kb = 0
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kb = int(line.split()[1])
+    return {"nproc": os.cpu_count(), "memory_gb": round(mem_kb / 1024 / 1024, 1), "cpu": model}

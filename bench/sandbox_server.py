@@ -1,0 +1,24 @@
+"""The Cal.com sandbox served standalone (control API on), for the benchmarks' out-of-process runs."""
+
+from __future__ import annotations
+
+import argparse
+
+import uvicorn
+
+from voicebook.calcom.sandbox.server import build
+
+from bench.common import CALCOM_KEY
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=8010)
+    parser.add_argument("--host", default="127.0.0.1")
+    args = parser.parse_args()
+    sandbox = build(control_enabled=True, api_key=CALCOM_KEY)
+    uvicorn.run(sandbox.app, host=args.host, port=args.port, log_level="warning", access_log=False)
+
+
+if __name__ == "__main__":
+    main()

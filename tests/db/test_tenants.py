@@ -1,0 +1,86 @@
+"""Tenants YAML: idempotent upsert, and broken files refused whole with one line naming the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from voicebook.db.models import Company, PhoneNumber, Service
+from voicebook.db.tenants import load_tenants, parse_tenants
+from voicebook.errors import TenantFileError
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "tenants.yaml"
+GOOD = """
+companies:
+  - slug: salon-mitte
+    name: Salon Mitte
+    timezone: Europe/Berlin
+    email_domain: salon-mitte.example
+    phone_numbers: ["+49301234567"]
+    services:
+      - {name: Haarschnitt, aliases: [Herrenschnitt], event_type_id: 2563193, duration_minutes: 30}
+"""
+
+
+async def _counts(sm: async_sessionmaker[AsyncSession]) -> tuple[int, int, int]:
+    counts = []
+    async with sm() as s:
+        for model in (Company, PhoneNumber, Service):
+            counts.append(int((await s.execute(select(func.count()).select_from(model))).scalar_one()))
+    return counts[0], counts[1], counts[2]
+
+
+@pytest.mark.asyncio
+class TestLoadTenants:
+    async def test_loading_twice_changes_nothing(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        spec = parse_tenants(EXAMPLE)
+        async with sessionmaker() as s, s.begin():
+            first = await load_tenants(s, spec)
+        async with sessionmaker() as s, s.begin():
+            second = await load_tenants(s, spec)
+        assert first.changed > 0
+        assert second.changed == 0
+        assert await _counts(sessionmaker) == (1, 1, 2)
+
+    async def test_changed_service_is_updated_in_place(
+        self, sessionmaker: async_sessionmaker[AsyncSession], tmp_path: Path
+    ) -> None:
+        path = tmp_path / "t.yaml"
+        path.write_text(GOOD)
+        async with sessionmaker() as s, s.begin():
+            await load_tenants(s, parse_tenants(path))
+        path.write_text(GOOD.replace("duration_minutes: 30", "duration_minutes: 45"))
+        async with sessionmaker() as s, s.begin():
+            summary = await load_tenants(s, parse_tenants(path))
+        assert summary.changed == 1
+        async with sessionmaker() as s:
+            assert (await s.execute(select(Service.duration_minutes))).scalar_one() == 45
+
+
+@pytest.mark.parametrize(
+    ("mutation", "expected"),
+    [
+        (lambda t: t.replace("    name: Salon Mitte", "    name: Salon Mitte\n    colour: red"), "colour: unknown key"),
+        (lambda t: t.replace("Europe/Berlin", "Europe/Berln"), "timezone: unknown time zone 'Europe/Berln'"),
+        (
+            lambda t: t + t.split("companies:\n", 1)[1].replace("slug: salon-mitte", "slug: salon-ost"),
+            "duplicate phone number +49301234567",
+        ),
+        (lambda t: t.replace('["+49301234567"]', '["12345"]'), "phone_numbers"),
+        (lambda t: t.replace("companies:", "companies: [oops"), "not valid YAML"),
+        (lambda t: t.replace("event_type_id: 2563193", "event_type_id: -1"), "event_type_id"),
+    ],
+    ids=["unknown-key", "bad-zone", "duplicate-number", "bad-number", "broken-yaml", "bad-event-type"],
+)
+def test_broken_file_is_refused_with_one_line(tmp_path: Path, mutation: object, expected: str) -> None:
+    path = tmp_path / "tenants.yaml"
+    path.write_text(mutation(GOOD))  # type: ignore[operator]
+    with pytest.raises(TenantFileError) as info:
+        parse_tenants(path)
+    message = info.value.message
+    assert "\n" not in message
+    assert str(path) in message
+    assert expected in message
