@@ -177,7 +177,8 @@ def spawn(args: list[str], *, env: dict[str, str] | None = None, log: Path) -> I
 def sandbox_server(log: Path) -> Iterator[str]:
     """The Cal.com sandbox served standalone over real HTTP, with its control API; yields its base URL."""
     port = free_port()
-    with spawn([PYTHON, "-m", "bench.sandbox_server", "--port", str(port)], log=log) as proc:
+    args = [PYTHON, "-m", "bench.sandbox_server", "--port", str(port)]
+    with spawn(args, env={"PYTHONPATH": str(ROOT)}, log=log) as proc:
         base = f"http://127.0.0.1:{port}"
         wait_http(f"{base}/_sandbox/clock", proc=proc)
         httpx.post(f"{base}/_sandbox/event-types", json=event_type_json()).raise_for_status()

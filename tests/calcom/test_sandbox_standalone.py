@@ -24,7 +24,7 @@ async def served() -> AsyncIterator[tuple[Sandbox, str]]:
         port = probe.getsockname()[1]
     sandbox = build(event_types=[INDIVIDUAL], hang_seconds=0.5, control_enabled=True)
     sandbox.clock.set(NOW)
-    server = uvicorn.Server(uvicorn.Config(sandbox.app, host="127.0.0.1", port=port, log_level="critical"))
+    server = uvicorn.Server(uvicorn.Config(sandbox.app, host="127.0.0.1", port=port, log_config=None))
     task = asyncio.create_task(server.serve())
     for _ in range(500):
         if server.started:

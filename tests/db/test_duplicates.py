@@ -32,7 +32,10 @@ def _seed(conn: Connection) -> None:
 
     def row(id_: int, uid: str, created: datetime, call: str) -> dict[str, Any]:
         return {
-            "id": id_, "uid": uid, "call": call, "start": ts.process_bind_param(T0, conn.dialect),
+            "id": id_,
+            "uid": uid,
+            "call": call,
+            "start": ts.process_bind_param(T0, conn.dialect),
             "created": ts.process_bind_param(created, conn.dialect),
         }
 
@@ -56,8 +59,11 @@ def _seed(conn: Connection) -> None:
 def _state(conn: Connection) -> dict[str, Any]:
     kept = sorted(r[0] for r in conn.execute(text("SELECT id FROM appointments")))
     archived = sorted(
-        (r[0], r[1], r[2], r[3]) for r in conn.execute(
-            text("SELECT original_id, kept_id, calcom_booking_uid, call_id FROM appointment_duplicates_archive")
+        (r[0], r[1], r[2], r[3])
+        for r in conn.execute(
+            text(
+                "SELECT original_id, kept_id, calcom_booking_uid, call_id FROM appointment_duplicates_archive"
+            )
         )
     )
     indexes = {i["name"]: i["unique"] for i in inspect(conn).get_indexes("appointments")}
@@ -74,7 +80,11 @@ class TestCleanupMigration:
             migrate.upgrade(db_url, "0002")
             state = _run(db_url, _state)
             assert state["kept"] == [1, 4, 6]
-            assert state["archived"] == [(2, 1, "uidA", "call_2"), (3, 1, "uidA", "call_3"), (5, 4, "uidB", "call_5")]
+            assert state["archived"] == [
+                (2, 1, "uidA", "call_2"),
+                (3, 1, "uidA", "call_3"),
+                (5, 4, "uidB", "call_5"),
+            ]
             assert state["indexes"]["uq_appointment_calcom_booking_uid"]
             # downgrade + upgrade round-trips: the index goes and comes back, nothing else moves
             migrate.downgrade(db_url, "0001")
@@ -90,8 +100,10 @@ class TestCleanupMigration:
             _run(db_url, _seed)
             migrate.upgrade(db_url, "head")
             archive_id = _run(
-                db_url, lambda c: c.execute(text("SELECT id FROM appointment_duplicates_archive WHERE original_id = 5"))
-                .scalar_one()
+                db_url,
+                lambda c: c.execute(
+                    text("SELECT id FROM appointment_duplicates_archive WHERE original_id = 5")
+                ).scalar_one(),
             )
             try:
                 _run(db_url, lambda c: duplicates.restore(c, archive_id))

@@ -35,7 +35,9 @@ async def _counts(sm: async_sessionmaker[AsyncSession]) -> tuple[int, int, int]:
 
 @pytest.mark.asyncio
 class TestLoadTenants:
-    async def test_loading_twice_changes_nothing(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    async def test_loading_twice_changes_nothing(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
         spec = parse_tenants(EXAMPLE)
         async with sessionmaker() as s, s.begin():
             first = await load_tenants(s, spec)
@@ -63,7 +65,10 @@ class TestLoadTenants:
 @pytest.mark.parametrize(
     ("mutation", "expected"),
     [
-        (lambda t: t.replace("    name: Salon Mitte", "    name: Salon Mitte\n    colour: red"), "colour: unknown key"),
+        (
+            lambda t: t.replace("    name: Salon Mitte", "    name: Salon Mitte\n    colour: red"),
+            "colour: unknown key",
+        ),
         (lambda t: t.replace("Europe/Berlin", "Europe/Berln"), "timezone: unknown time zone 'Europe/Berln'"),
         (
             lambda t: t + t.split("companies:\n", 1)[1].replace("slug: salon-mitte", "slug: salon-ost"),

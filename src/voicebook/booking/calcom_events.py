@@ -157,8 +157,8 @@ async def _owner(session: AsyncSession, event_type_id: int | None) -> tuple[int 
     if event_type_id is None:
         return None, None
     services = (
-        await session.execute(select(Service).where(Service.event_type_id == event_type_id))
-    ).scalars().all()
+        (await session.execute(select(Service).where(Service.event_type_id == event_type_id))).scalars().all()
+    )
     companies = {s.company_id for s in services}
     if len(companies) != 1:
         return None, None

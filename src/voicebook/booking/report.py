@@ -34,11 +34,13 @@ __all__ = [
     "STUCK_STATES",
     "AppointmentRow",
     "CallRow",
+    "Dashboard",
     "Figures",
     "GuardEventRow",
     "HourBucket",
     "RejectionCount",
     "StuckAttempt",
+    "dashboard",
     "figures",
     "hourly_series",
     "recent_guard_events",
@@ -410,4 +412,33 @@ def _stuck_row(attempt: BookingAttempt, companies: dict[int, Company], now: date
         age_seconds=max((now - attempt.updated_at).total_seconds(), 0.0),
         tries=attempt.tries,
         attendee_email=mask_email(attempt.attendee_email),
+    )
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    """Everything the operator's page shows, read in one session so the parts agree with each other."""
+
+    now: datetime
+    figures: Figures  # the last 24 hours
+    hourly: list[HourBucket]  # the last 48 hours
+    calls: list[CallRow]
+    appointments: list[AppointmentRow]
+    guard_events: list[GuardEventRow]
+    zone: ZoneInfo  # for the chart's hour labels: the (first) company's zone
+
+
+async def dashboard(session: AsyncSession, *, now: datetime | None = None, events: int = 50) -> Dashboard:
+    """The operator's page in one call: 24 h figures, 48 h chart, today, recent events, stuck attempts."""
+    now = _utc(now) if now else datetime.now(UTC)
+    companies = await _companies(session)
+    first = min(companies.values(), key=lambda c: c.id, default=None)
+    return Dashboard(
+        now=now,
+        figures=await figures(session, now - timedelta(hours=24), now, now=now),
+        hourly=await hourly_series(session, now - timedelta(hours=48), now),
+        calls=await todays_calls(session, now=now),
+        appointments=await todays_appointments(session, now=now),
+        guard_events=await recent_guard_events(session, events),
+        zone=_zone(first.timezone if first else None),
     )

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import uvicorn
+from uvicorn.config import LOGGING_CONFIG
 
 from voicebook.calcom.sandbox.app import Sandbox
 from voicebook.calcom.sandbox.models import SandboxEventType
@@ -48,7 +50,9 @@ def run(
     api_key: str | None = None,
     hang_seconds: float = 30.0,
     log_level: str = "info",
+    log_config: dict[str, Any] | None = LOGGING_CONFIG,
 ) -> None:
+    """Blocks serving; pass ``log_config=None`` when the caller already configured logging."""
     sandbox = build(
         state_file=state_file,
         control_enabled=control_enabled,
@@ -58,4 +62,4 @@ def run(
         api_key=api_key,
         hang_seconds=hang_seconds,
     )
-    uvicorn.run(sandbox.app, host=host, port=port, log_level=log_level)
+    uvicorn.run(sandbox.app, host=host, port=port, log_level=log_level, log_config=log_config)
