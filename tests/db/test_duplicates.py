@@ -6,6 +6,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import Connection, inspect, text
 
 from voicebook.db import duplicates, migrate
@@ -49,8 +50,8 @@ def _seed(conn: Connection) -> None:
     ]
     conn.execute(
         text(
-            "INSERT INTO appointments (id, calcom_booking_uid, call_id, start_at, status, source, created_at, "
-            "updated_at) VALUES (:id, :uid, :call, :start, 'booked', 'voicebook', :created, :created)"
+            "INSERT INTO appointments (id, calcom_booking_uid, call_id, start_at, status, source, "
+            "created_at, updated_at) VALUES (:id, :uid, :call, :start, 'booked', 'voicebook', :created, :created)"
         ),
         rows,
     )
@@ -105,12 +106,8 @@ class TestCleanupMigration:
                     text("SELECT id FROM appointment_duplicates_archive WHERE original_id = 5")
                 ).scalar_one(),
             )
-            try:
+            with pytest.raises(duplicates.RestoreError, match="holds booking uid uidB"):
                 _run(db_url, lambda c: duplicates.restore(c, archive_id))
-            except duplicates.RestoreError as exc:
-                assert "holds booking uid uidB" in str(exc)
-            else:  # pragma: no cover
-                raise AssertionError("restore over a held uid must be refused")
             assert _run(db_url, lambda c: duplicates.restore(c, archive_id, replace=True)) == 5
             state = _run(db_url, _state)
             assert state["kept"] == [1, 5, 6]
