@@ -51,7 +51,8 @@ def _seed(conn: Connection) -> None:
     conn.execute(
         text(
             "INSERT INTO appointments (id, calcom_booking_uid, call_id, start_at, status, source, "
-            "created_at, updated_at) VALUES (:id, :uid, :call, :start, 'booked', 'voicebook', :created, :created)"
+            "created_at, updated_at) "
+            "VALUES (:id, :uid, :call, :start, 'booked', 'voicebook', :created, :created)"
         ),
         rows,
     )
