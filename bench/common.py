@@ -208,10 +208,18 @@ def prepare_database(db_url: str) -> None:
 
 
 @contextlib.contextmanager
-def app_server(db_url: str, calcom_base: str, log: Path, workers: int = 1) -> Iterator[tuple[str, int]]:
-    """``voicebook serve`` as a real uvicorn server; yields (base URL, pid of the serving process)."""
+def app_server(
+    db_url: str, calcom_base: str, log: Path, workers: int = 1, profile: Path | None = None
+) -> Iterator[tuple[str, int]]:
+    """``voicebook serve`` as a real uvicorn server; yields (base URL, pid of the serving process).
+
+    With ``profile`` the server runs under pyinstrument, which writes a text profile there on exit.
+    """
     port = free_port()
     args = [str(VENV_BIN / "voicebook"), "serve", "--port", str(port), "--workers", str(workers)]
+    if profile is not None:
+        pyinstrument = [PYTHON, "-m", "pyinstrument", "-r", "text", "--show-all", "-o", str(profile)]
+        args = [*pyinstrument, "-m", "voicebook", *args[1:]]
     with spawn(args, env=app_env(db_url, calcom_base), log=log) as proc:
         base = f"http://127.0.0.1:{port}"
         wait_http(f"{base}/healthz", proc=proc)

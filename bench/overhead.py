@@ -21,6 +21,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 
@@ -134,13 +135,19 @@ async def closed_loop(send: Send, slots: Slots, concurrency: int, total: int) ->
 
 
 def run_backend(
-    report: Report, backend: str, db_url: str, levels: list[tuple[int, int]], latency_ms: float, tag: str
+    report: Report,
+    backend: str,
+    db_url: str,
+    levels: list[tuple[int, int]],
+    latency_ms: float,
+    tag: str,
+    profile: Path | None = None,
 ) -> None:
     common.prepare_database(db_url)
     logs = common.WORK_DIR / f"logs-{tag}"
     with (
         common.sandbox_server(logs / "sandbox.log") as sandbox,
-        common.app_server(db_url, sandbox, logs / "app.log") as (app, pid),
+        common.app_server(db_url, sandbox, logs / "app.log", profile=profile) as (app, pid),
     ):
         httpx.post(
             f"{sandbox}/_sandbox/faults",
@@ -188,6 +195,8 @@ def run_backend(
                 ok=(op99 / bp99 <= 1.10) if gate else None,
             )
             report.add(BENCH, f"{prefix}.ours_added_median", om - bm, "ms")
+        if profile is not None:
+            return
         rss_mb = common.vm_hwm_kb(pid) / 1024
         report.add("memory", f"{backend}.worker_peak_rss", rss_mb, "MB", target="<= 150", ok=rss_mb <= 150)
 
@@ -198,6 +207,7 @@ def main(argv: list[str] | None = None, report: Report | None = None) -> Report:
     parser.add_argument("--quick", action="store_true", help="fewer requests per level")
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--levels", default="1,10,50")
+    parser.add_argument("--profile", type=Path, help="run the server under pyinstrument; text profile here")
     args = parser.parse_args(argv)
     per_level = {1: 20, 10: 100, 50: 300} if args.quick else {1: 60, 10: 400, 50: 1500}
     levels = [(c, per_level.get(c, 20 * c)) for c in (int(x) for x in args.levels.split(","))]
@@ -205,10 +215,10 @@ def main(argv: list[str] | None = None, report: Report | None = None) -> Report:
     for backend in args.backends.split(","):
         if backend == "sqlite":
             with common.sqlite_database("voicebook_bench_overhead") as url:
-                run_backend(report, backend, url, levels, args.latency_ms, backend)
+                run_backend(report, backend, url, levels, args.latency_ms, backend, args.profile)
         else:
             with common.pg_database("voicebook_bench") as url:
-                run_backend(report, backend, url, levels, args.latency_ms, backend)
+                run_backend(report, backend, url, levels, args.latency_ms, backend, args.profile)
     return report
 
 

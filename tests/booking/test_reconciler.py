@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -120,7 +121,7 @@ def _upstream(
     return booking
 
 
-async def _count(sm: Sm, model: type, *where: object) -> int:
+async def _count(sm: Sm, model: type, *where: Any) -> int:
     async with sm() as session:
         return int(
             (await session.execute(select(func.count()).select_from(model).where(*where))).scalar_one()

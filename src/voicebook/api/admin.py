@@ -334,7 +334,7 @@ async def admin_page(request: Request, sessionmaker: SessionmakerDep) -> HTMLRes
 async def admin_login(request: Request) -> Response:
     # Parsed by hand: an urlencoded form with one field does not justify python-multipart.
     form = parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=10)
-    lang = pick_language((form.get("lang") or [None])[0], request.headers.get("accept-language"))
+    lang = pick_language(form.get("lang", [""])[0] or None, request.headers.get("accept-language"))
     token = _admin_token(request)
     given = (form.get("token") or [""])[0].strip()
     if token is None:

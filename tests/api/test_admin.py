@@ -1,0 +1,213 @@
+"""The operator's page and its JSON over HTTP: who gets in (401/503/200), what they see, on all databases."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from pydantic import SecretStr
+from tests.e2e.harness import running_service
+
+from voicebook.api.admin import COOKIE, build_chart, pick_language, session_cookie
+from voicebook.booking.report import HourBucket
+from voicebook.db.models import BookingAttempt, GuardEvent
+
+TOKEN = "admin-test-token-5f1c"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+def next_weekday_at(hour: int) -> str:
+    day = datetime.now(BERLIN) + timedelta(days=2)
+    while day.weekday() >= 5:
+        day += timedelta(days=1)
+    return day.replace(hour=hour, minute=0, second=0, microsecond=0).strftime("%Y-%m-%dT%H:%M")
+
+
+@pytest.mark.asyncio
+class TestAccess:
+    async def test_unset_token_disables_everything_with_503(self, db_url: str) -> None:
+        async with running_service(db_url) as env:
+            for path in ("/api/summary", "/api/guard-events", "/api/attempts/stuck"):
+                r = await env.client.get(path, headers=AUTH)
+                assert r.status_code == 503
+                assert r.json()["detail"] == "admin disabled: set VOICEBOOK_ADMIN_TOKEN"
+            page = await env.client.get("/admin")
+            assert page.status_code == 503
+            assert "VOICEBOOK_ADMIN_TOKEN" in page.text
+            login = await env.client.post("/admin/login", data={"token": "anything"})
+            assert login.status_code == 503
+
+    async def test_missing_or_wrong_token_is_401_with_bearer_challenge(self, db_url: str) -> None:
+        async with running_service(db_url, admin_token=SecretStr(TOKEN)) as env:
+            for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": f"Basic {TOKEN}"}):
+                for path in ("/api/summary", "/api/guard-events", "/api/attempts/stuck"):
+                    r = await env.client.get(path, headers=headers)
+                    assert r.status_code == 401, (path, headers)
+                    assert r.headers["www-authenticate"] == "Bearer"
+            forged = await env.client.get("/api/summary", cookies={COOKIE: "1.deadbeef"})
+            assert forged.status_code == 401
+            other_key = await env.client.get("/api/summary", cookies={COOKIE: session_cookie("other-token")})
+            assert other_key.status_code == 401
+            expired = session_cookie(TOKEN, issued=int(datetime.now(UTC).timestamp()) - 13 * 3600)
+            assert (await env.client.get("/api/summary", cookies={COOKIE: expired})).status_code == 401
+
+    async def test_page_without_auth_shows_login_form_in_german_by_default(self, db_url: str) -> None:
+        async with running_service(db_url, admin_token=SecretStr(TOKEN)) as env:
+            r = await env.client.get("/admin")
+            assert r.status_code == 401
+            assert r.headers["www-authenticate"] == "Bearer"
+            assert 'action="/admin/login"' in r.text
+            assert "Anmelden" in r.text
+            en = await env.client.get("/admin", headers={"Accept-Language": "en-GB,en;q=0.9,de;q=0.5"})
+            assert "Sign in" in en.text
+
+    async def test_login_sets_strict_httponly_cookie_that_opens_page_and_api(self, db_url: str) -> None:
+        async with running_service(db_url, admin_token=SecretStr(TOKEN)) as env:
+            wrong = await env.client.post("/admin/login", data={"token": "wrong"})
+            assert wrong.status_code == 401
+            assert "Falsches Token" in wrong.text
+            assert COOKIE not in wrong.cookies
+
+            r = await env.client.post("/admin/login", data={"token": TOKEN, "lang": "en"})
+            assert r.status_code == 303
+            assert r.headers["location"] == "/admin?lang=en"
+            set_cookie = r.headers["set-cookie"]
+            assert "HttpOnly" in set_cookie
+            assert "SameSite=strict" in set_cookie or "SameSite=Strict" in set_cookie
+            assert TOKEN not in set_cookie  # an HMAC, never the token itself
+
+            page = await env.client.get("/admin?lang=en")  # the client keeps the cookie
+            assert page.status_code == 200
+            assert "Guard events" in page.text
+            assert (await env.client.get("/api/summary")).status_code == 200
+
+            out = await env.client.post("/admin/logout")
+            assert out.status_code == 303
+            env.client.cookies.clear()
+            assert (await env.client.get("/admin")).status_code == 401
+
+
+@pytest.mark.asyncio
+class TestContent:
+    async def test_booking_and_rejection_show_up_in_json_and_page_masked(self, db_url: str) -> None:
+        async with running_service(db_url, admin_token=SecretStr(TOKEN)) as env:
+            start = next_weekday_at(11)
+            args = {
+                "service": "Beratung",
+                "start": start,
+                "name": "Familie Meier",
+                "email": "meier@example.com",
+            }
+            first = (await env.call("book_appointment", args, call_id="call_687")).json()
+            env.sandbox.clock.advance(timedelta(minutes=35))
+            second = (await env.call("book_appointment", args, call_id="call_688")).json()
+            assert (first["status"], second["status"]) == ("booked", "rejected_duplicate")
+
+            summary = (await env.client.get("/api/summary", headers=AUTH)).json()
+            assert summary["booked_appointments"] == 1
+            assert summary["calls"] == 2
+            assert summary["attempts_by_state"] == {"recorded": 1, "rejected": 1}
+            assert summary["rejections"] == 1
+            assert summary["rejection_rate"] == pytest.approx(0.5)
+            assert summary["guard_rejections"] == [
+                {"layer": "layer2", "verdict": "CALL ID MISMATCH", "count": 1}
+            ]
+
+            events = (await env.client.get("/api/guard-events", headers=AUTH)).json()
+            assert events[0]["verdict"] == "CALL ID MISMATCH"
+            assert events[0]["call_id"] == "call_688"
+            assert events[0]["reason"]
+
+            page = await env.client.get("/admin", headers=AUTH)
+            assert page.status_code == 200
+            assert "CALL ID MISMATCH" in page.text
+            assert events[0]["reason"] in page.text.replace("&#39;", "'").replace("&amp;", "&")
+            assert "<svg" in page.text
+            assert 'class="bar-booked"' in page.text
+            assert 'class="bar-rejected"' in page.text
+            for raw in ("+491701234567", "meier@example.com", TOKEN):
+                assert raw not in page.text
+            assert "https://" not in page.text  # nothing from a CDN
+
+    async def test_summary_window_end_is_exclusive(self, db_url: str) -> None:
+        async with running_service(db_url, admin_token=SecretStr(TOKEN)) as env:
+            old = datetime.now(UTC) - timedelta(minutes=20)
+            async with env.sessionmaker() as session, session.begin():
+                session.add(
+                    GuardEvent(layer="layer1", verdict="STALE BOOKING DETECTED", reason="old", created_at=old)
+                )
+            stuck = (await env.client.get("/api/attempts/stuck", headers=AUTH)).json()
+            assert stuck == []
+            window = {"since": (old - timedelta(minutes=1)).isoformat(), "until": old.isoformat()}
+            empty = (await env.client.get("/api/summary", headers=AUTH, params=window)).json()
+            assert empty["rejections"] == 0  # the end of the window is exclusive
+            window["until"] = (old + timedelta(seconds=1)).isoformat()
+            one = (await env.client.get("/api/summary", headers=AUTH, params=window)).json()
+            assert one["rejections"] == 1
+            bad = await env.client.get("/api/guard-events", headers=AUTH, params={"limit": 0})
+            assert bad.status_code == 400
+
+
+@pytest.mark.asyncio
+async def test_stuck_attempt_listed_with_age_and_masked_email(db_url: str) -> None:
+    async with running_service(db_url, admin_token=SecretStr(TOKEN)) as env:
+        booked = (
+            await env.call(
+                "book_appointment", {"service": "Haarschnitt", "start": next_weekday_at(9), "name": "Eva"}
+            )
+        ).json()
+        assert booked["status"] == "booked"
+        old = datetime.now(UTC) - timedelta(minutes=20)
+        async with env.sessionmaker() as session, session.begin():
+            template = (await session.execute(BookingAttempt.__table__.select())).mappings().one()
+            values = {k: v for k, v in template.items() if k != "id"}
+            values.update(
+                public_id="b" * 32,
+                idempotency_key="k-stuck",
+                state="unknown",
+                attendee_email="eva.stuck@example.com",
+                updated_at=old,
+            )
+            await session.execute(BookingAttempt.__table__.insert().values(**values))
+        stuck = (await env.client.get("/api/attempts/stuck", headers=AUTH)).json()
+        assert [s["attempt_id"] for s in stuck] == ["b" * 32]
+        assert stuck[0]["age_seconds"] >= 20 * 60 - 5
+        assert stuck[0]["attendee_email"] == "e***@example.com"
+        fresh_too = (
+            await env.client.get("/api/attempts/stuck", headers=AUTH, params={"older_than_seconds": 0})
+        ).json()
+        assert len(fresh_too) == 1  # the recorded attempt is not stuck, however old
+        page = await env.client.get("/admin", headers=AUTH)
+        assert "eva.stuck@example.com" not in page.text
+        assert re.search(r'id="stuck".*?unknown', page.text, re.S)
+
+
+class TestPresentation:
+    @pytest.mark.parametrize(
+        ("query", "header", "lang"),
+        [
+            (None, None, "de"),
+            ("en", "de-DE", "en"),
+            ("fr", "en-US,en;q=0.8", "en"),
+            (None, "fr-FR,en;q=0.3,de;q=0.7", "de"),
+            (None, "fr", "de"),
+            (None, "en;q=0", "de"),
+        ],
+    )
+    def test_language_choice(self, query: str | None, header: str | None, lang: str) -> None:
+        assert pick_language(query, header) == lang
+
+    def test_chart_scales_to_busiest_hour_and_labels_every_six_hours(self) -> None:
+        start = datetime(2026, 3, 10, 0, tzinfo=UTC)
+        series = [HourBucket(start + timedelta(hours=i), i % 3, 4 if i == 5 else 0) for i in range(48)]
+        chart = build_chart(series, BERLIN, {"booked": "Gebucht", "rejected": "Abgewiesen"})
+        assert len(chart.bars) == 96
+        tallest = max(chart.bars, key=lambda b: b.height)
+        assert tallest.kind == "rejected"
+        assert tallest.height == pytest.approx(chart.plot_height)
+        assert [t.label for t in chart.y_ticks] == ["0", "2", "4"]
+        assert len(chart.x_ticks) == 8
+        assert all(t.label.endswith(("00:00", "06:00", "12:00", "18:00")) for t in chart.x_ticks)
