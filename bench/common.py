@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -149,8 +150,14 @@ def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen[bytes] | N
 
 
 @contextlib.contextmanager
-def spawn(args: list[str], *, env: dict[str, str] | None = None, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """A child process in its own session; stopped (SIGTERM, then SIGKILL) on exit."""
+def spawn(
+    args: list[str], *, env: dict[str, str] | None = None, log: Path, grace: float = 15.0
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A child process in its own session; stopped (SIGINT, then SIGKILL) on exit.
+
+    SIGINT, because uvicorn re-raises the signal it shut down on: SIGINT then ends in
+    ``KeyboardInterrupt`` and ``finally`` blocks (the profiler's report) still run.
+    """
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -165,9 +172,9 @@ def spawn(args: list[str], *, env: dict[str, str] | None = None, log: Path) -> I
             yield proc
         finally:
             if proc.poll() is None:
-                proc.terminate()
+                proc.send_signal(signal.SIGINT)
                 try:
-                    proc.wait(timeout=10)
+                    proc.wait(timeout=grace)
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
@@ -218,9 +225,9 @@ def app_server(
     port = free_port()
     args = [str(VENV_BIN / "voicebook"), "serve", "--port", str(port), "--workers", str(workers)]
     if profile is not None:
-        pyinstrument = [PYTHON, "-m", "pyinstrument", "-r", "text", "--show-all", "-o", str(profile)]
-        args = [*pyinstrument, "-m", "voicebook", *args[1:]]
-    with spawn(args, env=app_env(db_url, calcom_base), log=log) as proc:
+        args = [PYTHON, "-m", "bench.profiled_serve", "--port", str(port), "--out", str(profile)]
+    grace = 120.0 if profile is not None else 15.0
+    with spawn(args, env=app_env(db_url, calcom_base), log=log, grace=grace) as proc:
         base = f"http://127.0.0.1:{port}"
         wait_http(f"{base}/healthz", proc=proc)
         yield base, proc.pid
@@ -231,6 +238,12 @@ def vm_hwm_kb(pid: int) -> int:
         if line.startswith("VmHWM:"):
             return int(line.split()[1])
     return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (from /proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def child_pids(pid: int) -> list[int]:

@@ -25,11 +25,10 @@ from pathlib import Path
 
 import httpx
 
-from voicebook.calcom.schemas import BOOKINGS_API_VERSION, CreateBookingAttendee, CreateBookingInput
-from voicebook.retell.signature import sign_body
-
 from bench import common
 from bench.common import Report
+from voicebook.calcom.schemas import BOOKINGS_API_VERSION, CreateBookingAttendee, CreateBookingInput
+from voicebook.retell.signature import sign_body
 
 BENCH = "overhead"
 
@@ -164,12 +163,14 @@ def run_backend(
         asyncio.run(closed_loop(bare, slots, 5, 20))
         for concurrency, total in levels:
             httpx.delete(f"{sandbox}/_sandbox/bookings").raise_for_status()
+            cpu0 = common.cpu_seconds(pid)
             # Alternate halves so a drift (e.g. a growing table) hits both paths alike.
             o1 = asyncio.run(closed_loop(ours, slots, concurrency, total // 2))
             b1 = asyncio.run(closed_loop(bare, slots, concurrency, total // 2))
             o2 = asyncio.run(closed_loop(ours, slots, concurrency, total - total // 2))
             b2 = asyncio.run(closed_loop(bare, slots, concurrency, total - total // 2))
             o, b = o1 + o2, b1 + b2
+            cpu_ms = (common.cpu_seconds(pid) - cpu0) * 1000 / len(o)
             om, op99 = common.median(o) * 1000, common.percentile(o, 99) * 1000
             bm, bp99 = common.median(b) * 1000, common.percentile(b, 99) * 1000
             prefix = f"{backend}.c{concurrency}"
@@ -195,6 +196,7 @@ def run_backend(
                 ok=(op99 / bp99 <= 1.10) if gate else None,
             )
             report.add(BENCH, f"{prefix}.ours_added_median", om - bm, "ms")
+            report.add(BENCH, f"{prefix}.server_cpu_per_booking", cpu_ms, "ms")
         if profile is not None:
             return
         rss_mb = common.vm_hwm_kb(pid) / 1024

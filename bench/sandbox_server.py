@@ -6,9 +6,8 @@ import argparse
 
 import uvicorn
 
-from voicebook.calcom.sandbox.server import build
-
 from bench.common import CALCOM_KEY
+from voicebook.calcom.sandbox.server import build
 
 
 def main() -> None:

@@ -9,8 +9,8 @@ import structlog
 from fastapi import FastAPI
 
 from voicebook import __version__
+from voicebook.api import admin, ops, retell, webhooks
 from voicebook.api import errors as api_errors
-from voicebook.api import ops, retell, webhooks
 from voicebook.calendar_factory import CalendarHandle, open_calendar
 from voicebook.db.session import describe_url, make_engine, make_sessionmaker
 from voicebook.logging import configure_logging
@@ -66,4 +66,5 @@ def create_app(settings: Settings | None = None, *, calendar: CalendarHandle | N
     app.include_router(ops.router)
     app.include_router(retell.router)
     app.include_router(webhooks.router)
+    app.include_router(admin.router)
     return app

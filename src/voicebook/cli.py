@@ -204,12 +204,16 @@ def sandbox(
     typer.echo(f"Cal.com sandbox on http://{host}:{port}/v2 with {len(event_types)} event type(s)", err=True)
     secret = settings.calcom_webhook_secret.get_secret_value() if settings.calcom_webhook_secret else None
     key = settings.calcom_api_key.get_secret_value() if settings.calcom_api_key else None
+    from voicebook.logging import configure_logging
+
+    configure_logging(settings.log_level, json=settings.log_json)
     run(
-        host=host,
-        port=port,
-        state_file=state_file,
-        control_enabled=control,
-        event_types=event_types,
+        host,
+        port,
+        state_file,
+        control,
+        *event_types,
+        log_config=None,
         webhook_url=settings.sandbox_webhook_url,
         webhook_secret=secret,
         api_key=key,

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from pydantic import SecretStr
+from sqlalchemy import insert, select
 from tests.e2e.harness import running_service
 
 from voicebook.api.admin import COOKIE, build_chart, pick_language, session_cookie
@@ -17,6 +18,10 @@ from voicebook.db.models import BookingAttempt, GuardEvent
 TOKEN = "admin-test-token-5f1c"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 BERLIN = ZoneInfo("Europe/Berlin")
+
+
+def cookie(value: str) -> dict[str, str]:
+    return {"Cookie": f"{COOKIE}={value}"}
 
 
 def next_weekday_at(hour: int) -> str:
@@ -47,12 +52,12 @@ class TestAccess:
                     r = await env.client.get(path, headers=headers)
                     assert r.status_code == 401, (path, headers)
                     assert r.headers["www-authenticate"] == "Bearer"
-            forged = await env.client.get("/api/summary", cookies={COOKIE: "1.deadbeef"})
+            forged = await env.client.get("/api/summary", headers=cookie("1.deadbeef"))
             assert forged.status_code == 401
-            other_key = await env.client.get("/api/summary", cookies={COOKIE: session_cookie("other-token")})
+            other_key = await env.client.get("/api/summary", headers=cookie(session_cookie("other-token")))
             assert other_key.status_code == 401
             expired = session_cookie(TOKEN, issued=int(datetime.now(UTC).timestamp()) - 13 * 3600)
-            assert (await env.client.get("/api/summary", cookies={COOKIE: expired})).status_code == 401
+            assert (await env.client.get("/api/summary", headers=cookie(expired))).status_code == 401
 
     async def test_page_without_auth_shows_login_form_in_german_by_default(self, db_url: str) -> None:
         async with running_service(db_url, admin_token=SecretStr(TOKEN)) as env:
@@ -162,7 +167,7 @@ async def test_stuck_attempt_listed_with_age_and_masked_email(db_url: str) -> No
         assert booked["status"] == "booked"
         old = datetime.now(UTC) - timedelta(minutes=20)
         async with env.sessionmaker() as session, session.begin():
-            template = (await session.execute(BookingAttempt.__table__.select())).mappings().one()
+            template = (await session.execute(select(BookingAttempt.__table__))).mappings().one()
             values = {k: v for k, v in template.items() if k != "id"}
             values.update(
                 public_id="b" * 32,
@@ -171,7 +176,7 @@ async def test_stuck_attempt_listed_with_age_and_masked_email(db_url: str) -> No
                 attendee_email="eva.stuck@example.com",
                 updated_at=old,
             )
-            await session.execute(BookingAttempt.__table__.insert().values(**values))
+            await session.execute(insert(BookingAttempt).values(**values))
         stuck = (await env.client.get("/api/attempts/stuck", headers=AUTH)).json()
         assert [s["attempt_id"] for s in stuck] == ["b" * 32]
         assert stuck[0]["age_seconds"] >= 20 * 60 - 5

@@ -6,7 +6,7 @@ import asyncio
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from sqlalchemy import func, select
@@ -383,13 +383,27 @@ async def test_run_periodically_survives_a_failing_pass(monkeypatch: pytest.Monk
     monkeypatch.setattr(reconciler, "reconcile_once", fake_once)
     await asyncio.wait_for(
         reconciler.run_periodically(
-            None,
-            FakeCalendar(),
-            POLICY,
-            interval_seconds=0.01,
-            owner="w",
-            stop=stop,  # type: ignore[arg-type]
+            cast(Sm, None), FakeCalendar(), POLICY, interval_seconds=0.01, owner="w", stop=stop
         ),
         timeout=5,
     )
     assert calls == ["w", "w", "w"]
+
+
+@pytest.mark.asyncio
+async def test_concurrent_passes_archive_each_attempt_once(sessionmaker: Sm) -> None:
+    ts = await make_tenant(sessionmaker)
+    for i in range(4):
+        await _attempt(
+            sessionmaker,
+            ts,
+            state="failed",
+            call_id=f"call_{i}",
+            sent_ago=None,
+            updated_ago=timedelta(hours=100),
+        )
+    cal = CountingCalendar()
+    summaries = await asyncio.gather(*[_once(sessionmaker, cal, f"worker-{i}") for i in range(3)])
+    assert sum(s.archived for s in summaries) == 4
+    assert await _all_attempts(sessionmaker) == []
+    assert await _verdicts(sessionmaker) == ["attempt_archived"] * 4

@@ -520,21 +520,33 @@ async def _archive(run: _Pass, cutoff: datetime, limit: int) -> None:
         or_(BookingAttempt.state != attempts.RECORDED, has_appointment),
         *_free(run.now()),
     ]
-    async with run.sessionmaker() as session, session.begin():
-        query = select(BookingAttempt).where(*archivable).order_by(BookingAttempt.id).limit(limit)
-        if session.get_bind().dialect.name != "sqlite":
-            query = query.with_for_update(skip_locked=True)
-        rows = list((await session.execute(query)).scalars())
-        done: list[tuple[str, str]] = []
-        for attempt in rows:
+    async with run.sessionmaker() as session:
+        candidates = (
+            (
+                await session.execute(
+                    select(BookingAttempt.id).where(*archivable).order_by(BookingAttempt.id).limit(limit)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    for attempt_id in candidates:
+        # One short transaction per attempt: the row is re-read under its own lock (no-op on SQLite) so the
+        # snapshot is what is deleted; the delete repeats the conditions, so of two reconcilers archiving
+        # the same batch only one deletes, and only the one that deleted writes the archive event.
+        async with run.sessionmaker() as session, session.begin():
+            query = select(BookingAttempt).where(BookingAttempt.id == attempt_id, *archivable)
+            attempt = (await session.execute(query.with_for_update())).scalar_one_or_none()
+            if attempt is None:
+                continue
             snapshot = _snapshot(attempt)
-            result = await session.execute(
+            deleted = await session.execute(
                 delete(BookingAttempt)
-                .where(BookingAttempt.id == attempt.id, *archivable)
+                .where(BookingAttempt.id == attempt_id, *archivable)
                 .execution_options(synchronize_session=False)
             )
-            if not getattr(result, "rowcount", 0):
-                continue  # another reconciler archived it first
+            if not getattr(deleted, "rowcount", 0):
+                continue  # SQLite reads outside the write transaction: another reconciler was first
             audit.guard_event(
                 session,
                 layer=LAYER,
@@ -546,9 +558,7 @@ async def _archive(run: _Pass, cutoff: datetime, limit: int) -> None:
                 calcom_booking_uid=attempt.calcom_booking_uid,
                 details=snapshot,
             )
-            done.append((attempt.public_id, attempt.state))
-    for public_id, state in done:
-        run.record(public_id, state, ARCHIVED)
+        run.record(attempt.public_id, attempt.state, ARCHIVED)
 
 
 async def _gauges(run: _Pass) -> None:
