@@ -89,3 +89,16 @@ class TestCli:
         assert "CALL ID MISMATCH" in out
         assert "DUPLICATE BOOKING ID IN DATABASE" in out
         assert "WAS handed" not in out
+
+    def test_report_on_an_empty_database(self, cli_env: Path) -> None:
+        invoke("db", "upgrade")
+        code, out, _ = invoke("report", "--since", "2026-01-01", "--until", "2026-01-02")
+        assert code == 0
+        assert "booking attempts" in out
+        assert "rejection rate" in out
+
+    def test_report_refuses_a_bad_window(self, cli_env: Path) -> None:
+        invoke("db", "upgrade")
+        code, _, err = invoke("report", "--since", "yesterday")
+        assert code == 1
+        assert "not an ISO date" in err

@@ -7,6 +7,7 @@ import functools
 import os
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -393,3 +394,75 @@ def simulate_incident() -> None:
             else ("no caller was handed another caller's booking")
         )
         typer.echo(f"  => {verdict}")
+
+
+def _parse_when(value: str | None, default: datetime) -> datetime:
+    if value is None:
+        return default
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise fail(
+            f"{value!r} is not an ISO date or date-time (e.g. 2026-11-25 or 2026-11-25T08:00+01:00)"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+async def _report(settings: Settings, start: datetime, end: datetime, company: str | None) -> Any:
+    from sqlalchemy import select
+
+    from voicebook.booking.report import figures
+    from voicebook.db.models import Company
+    from voicebook.db.session import make_engine, make_sessionmaker
+
+    engine = make_engine(settings.database_url)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            company_id = None
+            if company:
+                company_id = (
+                    await session.execute(select(Company.id).where(Company.slug == company))
+                ).scalar()
+                if company_id is None:
+                    raise fail(f"no company with slug {company!r}")
+            return await figures(session, start, end, company_id)
+    finally:
+        await engine.dispose()
+
+
+@app.command()
+@one_line_errors
+def report(
+    since: Annotated[str | None, typer.Option(help="Window start (ISO; default: 24 h ago).")] = None,
+    until: Annotated[str | None, typer.Option(help="Window end (ISO; default: now).")] = None,
+    company: Annotated[str | None, typer.Option(help="Company slug.")] = None,
+) -> None:
+    """Booking health for a time window: attempts, bookings, guard rejections, stuck attempts."""
+    now = datetime.now(UTC)
+    end = _parse_when(until, now)
+    start = _parse_when(since, end - timedelta(hours=24))
+    if start >= end:
+        raise fail("--since must be before --until")
+    f = asyncio.run(_report(load_settings(), start, end, company))
+    typer.echo(
+        f"window {start.isoformat()} .. {end.isoformat()}" + (f" company {company}" if company else "")
+    )
+    rows = [
+        ("calls", str(f.calls)),
+        ("booking attempts", str(f.attempts)),
+        *((f"  {state}", str(n)) for state, n in sorted(f.attempts_by_state.items())),
+        ("appointments booked", str(f.booked_appointments)),
+        ("guard rejections", str(f.rejections)),
+        *((f"  {r.layer} {r.verdict}", str(r.count)) for r in f.guard_rejections),
+        ("rejection rate", f"{f.rejection_rate:.1%}"),
+        ("idempotent replays", str(f.idempotent_replays)),
+        ("stuck attempts (now)", str(len(f.stuck))),
+        ("oldest stuck", f"{f.oldest_stuck_seconds:.0f} s"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        typer.echo(f"{key:<{width}}  {value:>8}")
+    for s in f.stuck:
+        typer.echo(
+            f"  stuck {s.attempt_id} {s.state} call={s.call_id} age={s.age_seconds:.0f}s tries={s.tries}"
+        )
