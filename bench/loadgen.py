@@ -17,11 +17,10 @@ import time
 
 import httpx
 
-from voicebook.calcom.schemas import BOOKINGS_API_VERSION
-from voicebook.retell.signature import sign_body
-
 from bench import common
 from bench.overhead import Slots, bare_body, retell_body
+from voicebook.calcom.schemas import BOOKINGS_API_VERSION
+from voicebook.retell.signature import sign_body
 
 
 async def run(args: argparse.Namespace) -> dict[str, object]:
@@ -30,7 +29,9 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     sent: list[bytes] = []
     statuses: collections.Counter[str] = collections.Counter()
     issued = itertools.count()
-    limits = httpx.Limits(max_connections=args.concurrency + 5, max_keepalive_connections=args.concurrency + 5)
+    limits = httpx.Limits(
+        max_connections=args.concurrency + 5, max_keepalive_connections=args.concurrency + 5
+    )
     bare = args.bare
     url = f"{args.url}/v2/bookings" if bare else f"{args.url}/retell/functions/book_appointment"
     bare_headers = {

@@ -56,7 +56,11 @@ def retell_body(i: int, start: datetime, prefix: str) -> bytes:
             "to_number": common.COMPANY_NUMBER,
             "direction": "inbound",
         },
-        "args": {"service": common.SERVICE, "start": start.strftime("%Y-%m-%dT%H:%M"), "name": "Bench Caller"},
+        "args": {
+            "service": common.SERVICE,
+            "start": start.strftime("%Y-%m-%dT%H:%M"),
+            "name": "Bench Caller",
+        },
     }
     return json.dumps(body, separators=(",", ":")).encode()
 
@@ -85,7 +89,10 @@ def ours_sender(app_base: str, prefix: str) -> Send:
 
     async def send(client: httpx.AsyncClient, i: int, start: datetime) -> float:
         raw = retell_body(i, start, prefix)
-        headers = {"X-Retell-Signature": sign_body(raw, common.RETELL_KEY), "Content-Type": "application/json"}
+        headers = {
+            "X-Retell-Signature": sign_body(raw, common.RETELL_KEY),
+            "Content-Type": "application/json",
+        }
         t0 = time.perf_counter()
         response = await client.post(url, content=raw, headers=headers)
         elapsed = time.perf_counter() - t0

@@ -76,6 +76,7 @@ def run_workers(report: Report, workers: int, total: int, concurrency: int) -> f
     report.add(BENCH, f"{tag}.duplicate_uid_groups", dup_groups, "groups", target="0", ok=dup_groups == 0)
     report.add(BENCH, f"{tag}.sandbox_bookings_unrecorded", missing, "bookings", target="0", ok=missing == 0)
     report.add(BENCH, f"{tag}.sandbox_bookings", len(uids), "bookings")
+    report.add(BENCH, f"{tag}.appointments", appointments, "rows")
     return rate
 
 

@@ -102,3 +102,9 @@ class TestCli:
         code, _, err = invoke("report", "--since", "yesterday")
         assert code == 1
         assert "not an ISO date" in err
+
+    def test_reconcile_pass_prints_a_summary(self, cli_env: Path) -> None:
+        invoke("db", "upgrade")
+        code, out, _ = invoke("reconcile")
+        assert code == 0
+        assert "backlog 0" in out

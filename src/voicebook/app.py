@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,6 +14,8 @@ from fastapi import FastAPI
 from voicebook import __version__
 from voicebook.api import admin, ops, retell, webhooks
 from voicebook.api import errors as api_errors
+from voicebook.api.deps import policy_from
+from voicebook.booking.reconciler import run_periodically
 from voicebook.calendar_factory import CalendarHandle, open_calendar
 from voicebook.db.session import describe_url, make_engine, make_sessionmaker
 from voicebook.logging import configure_logging
@@ -54,9 +59,28 @@ def create_app(settings: Settings | None = None, *, calendar: CalendarHandle | N
                     else "refused"
                 ),
             )
+        stop = asyncio.Event()
+        reconciler = None
+        if settings.reconcile_interval_seconds > 0:
+            reconciler = asyncio.create_task(
+                run_periodically(
+                    sessionmaker,
+                    handle.gateway,
+                    policy_from(settings),
+                    interval_seconds=settings.reconcile_interval_seconds,
+                    owner=f"{socket.gethostname()[:40]}:{os.getpid()}",
+                    stop=stop,
+                    deadline_seconds=settings.reconcile_deadline_seconds,
+                    retention_hours=settings.attempt_retention_hours,
+                ),
+                name="voicebook-reconciler",
+            )
         try:
             yield
         finally:
+            stop.set()
+            if reconciler is not None:
+                await reconciler
             if calendar is None:
                 await handle.aclose()
             await engine.dispose()

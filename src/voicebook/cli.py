@@ -63,6 +63,14 @@ def one_line_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+@app.callback()
+def _quiet_logs() -> None:
+    """CLI output is for people: only warnings from the log unless VOICEBOOK_LOG_LEVEL says otherwise."""
+    from voicebook.logging import configure_logging
+
+    configure_logging(os.environ.get("VOICEBOOK_LOG_LEVEL", "WARNING"), json=True)
+
+
 def load_settings() -> Settings:
     return Settings()
 
@@ -466,3 +474,50 @@ def report(
         typer.echo(
             f"  stuck {s.attempt_id} {s.state} call={s.call_id} age={s.age_seconds:.0f}s tries={s.tries}"
         )
+
+
+async def _reconcile(settings: Settings) -> Any:
+    import socket
+
+    from voicebook.api.deps import policy_from
+    from voicebook.booking.reconciler import reconcile_once
+    from voicebook.calendar_factory import open_calendar
+    from voicebook.db.session import make_engine, make_sessionmaker
+
+    engine = make_engine(settings.database_url)
+    sessionmaker = make_sessionmaker(engine)
+    handle = await open_calendar(settings, sessionmaker)
+    try:
+        return await reconcile_once(
+            sessionmaker,
+            handle.gateway,
+            policy_from(settings),
+            owner=f"cli:{socket.gethostname()[:40]}:{os.getpid()}",
+            deadline_seconds=settings.reconcile_deadline_seconds,
+            retention_hours=settings.attempt_retention_hours,
+        )
+    finally:
+        await handle.aclose()
+        await engine.dispose()
+
+
+@app.command()
+@one_line_errors
+def reconcile() -> None:
+    """One reconciler pass: finish, fail or archive open attempts and cancel orphans; prints a table."""
+    settings = load_settings()
+    if settings.uses_sandbox:
+        typer.echo(
+            "note: no VOICEBOOK_CALCOM_API_KEY, so this pass looks bookings up in an empty sandbox", err=True
+        )
+    typer.echo("reconciling ...", err=True)
+    summary = asyncio.run(_reconcile(settings))
+    if summary.rows:
+        typer.echo(f"{'attempt':<34} {'state before':<13} action")
+        for attempt_id, before, action in summary.rows:
+            typer.echo(f"{attempt_id:<34} {before:<13} {action}")
+    typer.echo(
+        f"recorded {summary.recorded}, failed {summary.failed}, still open {summary.still_open}, "
+        f"orphans cancelled {summary.orphans_cancelled}, archived {summary.archived}; "
+        f"backlog {summary.backlog}, oldest open {summary.oldest_open_seconds:.0f} s"
+    )

@@ -25,11 +25,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from voicebook.calcom.sandbox import Sandbox
 from voicebook.db.models import Appointment
 
-INVARIANTS = (
-    "1 one appt per booking",
-    "2 no appt w/o booking",
-    "3 booked uid is theirs",
-    "4 no 5xx",
+INVARIANTS = ("(1)", "(2)", "(3)", "(4)")
+LEGEND = (
+    "(1) every sandbox booking with our attempt_id: exactly one appointment, or cancelled by us",
+    "(2) no appointment without a sandbox booking",
+    "(3) nobody told `booked` for a uid that is not theirs",
+    "(4) no 5xx answered",
 )
 # Reasons our own code gives Cal.com when it cancels: the reconciler's orphan clean-up and the caller's
 # cancel_appointment. A booking cancelled with anything else was cancelled by someone else.
@@ -79,7 +80,7 @@ def upstream_of(sandbox: Sandbox) -> list[UpstreamBooking]:
 
 @dataclass(frozen=True)
 class Heard:
-    """One HTTP answer of the scenario: who asked (Retell call id, or None for a webhook) and what came back."""
+    """One HTTP answer of the scenario: who asked (a Retell call id; None for a webhook), what came back."""
 
     call_id: str | None
     path: str
@@ -193,7 +194,7 @@ def render_table(rows: dict[str, Row]) -> list[str]:
         rest = [str(c).center(w) for c, w in zip(cells[1:], widths[1:], strict=True)]
         return " | ".join([first, *rest])
 
-    out = [line(headers), "-+-".join("-" * w for w in widths)]
+    out = [*LEGEND, "", line(headers), "-+-".join("-" * w for w in widths)]
     out.extend(line(cells) for cells in body)
     for name, row in rows.items():
         for problem in row.problems:

@@ -126,7 +126,7 @@ async def reschedule(
         return outcomes.Outcome(outcomes.UPSTREAM_ERROR, reason="calendar_unavailable")
     async with sessionmaker() as session, session.begin():
         row = await session.get_one(Appointment, appointment.id)
-        row.rescheduled_from_uid = row.calcom_booking_uid
+        row.rescheduled_from_uid = appointment.calcom_booking_uid
         row.calcom_booking_uid = moved.uid
         row.start_at = moved.start
         row.end_at = moved.end

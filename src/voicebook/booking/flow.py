@@ -307,6 +307,7 @@ async def _accept(
     verdict = check_returned_booking(booking, expected, flow.policy.guards, flow.now())
     if verdict.idempotent_replay:
         metrics.CALCOM_IDEMPOTENCY_HITS.labels(kind="own_replay").inc()
+    confirmed = False
     async with flow.sessionmaker() as session, session.begin():
         audit.guard_event(
             session,
@@ -332,7 +333,7 @@ async def _accept(
                 locked_until=None,
             )
         else:
-            await attempts.move(
+            confirmed = await attempts.move(
                 session,
                 attempt.id,
                 (attempts.SENT, attempts.UNKNOWN),
@@ -341,6 +342,10 @@ async def _accept(
                 calcom_booking_uid=booking.uid,
                 guard_verdict=verdict.phrase,
             )
+    if verdict.accepted and not confirmed:
+        # Someone else (the reconciler, a retry that took over) moved this attempt meanwhile: let the
+        # attempt's own state decide rather than recording on top of it.
+        return await _existing(flow, await _reload(flow, attempt.id))
     if not verdict.accepted:
         metrics.CALCOM_IDEMPOTENCY_HITS.labels(kind="foreign").inc()
         metrics.GUARD_REJECTIONS.labels(
