@@ -135,10 +135,13 @@ class Processes:
 @asynccontextmanager
 async def processes(root: Path) -> AsyncIterator[Processes]:
     procs = Processes(root)
-    await procs.run("db", "upgrade")
-    await procs.run("tenants", "load", str(TENANTS))
+
+    async def database() -> None:
+        await procs.run("db", "upgrade")
+        await procs.run("tenants", "load", str(TENANTS))
+
     try:
-        await procs.start_sandbox()
+        await asyncio.gather(database(), procs.start_sandbox())
         await procs.start_server()
         yield procs
     except BaseException:
@@ -170,10 +173,21 @@ async def upstream(client: httpx.AsyncClient, procs: Processes) -> list[Upstream
     return [UpstreamBooking.from_json(b) for b in response.json()["data"]]
 
 
+_commands: dict[str, bool] = {}
+
+
+async def has_reconcile_command(procs: Processes) -> bool:
+    if "reconcile" not in _commands:
+        listing = await procs.run("--help")
+        _commands["reconcile"] = any(
+            line.strip("│ ").startswith("reconcile ") for line in listing.splitlines()
+        )
+    return _commands["reconcile"]
+
+
 async def reconcile_over_http(procs: Processes) -> str:
     """``voicebook reconcile`` when the CLI has it; otherwise one ``reconcile_once`` pass in this process."""
-    listing = await procs.run("--help")
-    if " reconcile " in listing or "\n│ reconcile" in listing:
+    if await has_reconcile_command(procs):
         return await procs.run("reconcile")
     from voicebook.api.deps import policy_from
     from voicebook.booking.reconciler import reconcile_once
@@ -228,6 +242,10 @@ async def test_server_killed_between_cal_com_answer_and_local_commit(
             if resume == "reconciler":
                 out = await reconcile_over_http(procs)
                 assert len(await appointments_with(sessionmaker, booking.uid)) == 1, out
+                print(
+                    f"reconciler ({'voicebook reconcile' if _commands.get('reconcile') else 'in-process'}):"
+                )
+                print(out)
             response = await call(client, procs.server_url, args, "call_687")
             body = transcript.add(response, "call_687")
             assert response.status_code == 200, response.text

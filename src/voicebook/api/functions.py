@@ -28,7 +28,9 @@ from voicebook.retell.errors import ArgumentError
 from voicebook.retell.schemas import split_function_body
 
 log = structlog.get_logger("voicebook.api")
-FUNCTION_BUDGET_SECONDS = 25.0
+# Each below its tool's timeout_ms in deploy/retell/tools.json, so Retell hears our answer, not a timeout.
+FUNCTION_BUDGET_SECONDS = {"check_availability": 8.0, "cancel_appointment": 12.0}
+DEFAULT_BUDGET_SECONDS = 15.0
 
 
 def _iso(dt: datetime, tz: ZoneInfo) -> str:
@@ -95,7 +97,7 @@ async def answer(
     started = clock.perf_counter()
     label = name if name in arguments.FUNCTION_NAMES else "unknown"
     try:
-        async with asyncio.timeout(FUNCTION_BUDGET_SECONDS):
+        async with asyncio.timeout(FUNCTION_BUDGET_SECONDS.get(name, DEFAULT_BUDGET_SECONDS)):
             return await _answer(name, body, header_call_id, sessionmaker, calendar, policy)
     except (SQLAlchemyError, OSError, TimeoutError) as exc:
         log.error("function.upstream_error", function=label, error=type(exc).__name__)

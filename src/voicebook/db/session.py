@@ -16,6 +16,8 @@ from sqlalchemy.ext.asyncio import (
 
 from voicebook.settings import to_async_url
 
+CONNECT_TIMEOUT_SECONDS = 3
+
 
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """An async engine for any of our three databases.
@@ -37,8 +39,13 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
 
         return engine
     kwargs.setdefault("pool_pre_ping", True)
+    # A dead database must fail fast: the caller on the phone is waiting for an honest answer.
     if async_url.startswith("mysql"):
         kwargs.setdefault("pool_recycle", 3600)
+        kwargs.setdefault("connect_args", {"connect_timeout": CONNECT_TIMEOUT_SECONDS})
+    elif async_url.startswith("postgresql"):
+        kwargs.setdefault("connect_args", {"timeout": CONNECT_TIMEOUT_SECONDS})
+    kwargs.setdefault("pool_timeout", CONNECT_TIMEOUT_SECONDS)
     return create_async_engine(async_url, **kwargs)
 
 
