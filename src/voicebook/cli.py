@@ -250,7 +250,7 @@ def call(
 
     import httpx
 
-    from voicebook.retell.signature import sign_body
+    from voicebook.retell.requests import function_call_body, signed
 
     settings = load_settings()
     if settings.retell_api_key is None:
@@ -261,21 +261,8 @@ def call(
         if not sep:
             raise fail(f"--arg {item!r}: expected key=value")
         args[key.strip()] = value
-    body = {
-        "name": function,
-        "call": {
-            "call_id": call_id,
-            "from_number": from_number,
-            "to_number": to_number,
-            "direction": "inbound",
-        },
-        "args": args,
-    }
-    raw = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-    headers = {
-        "Content-Type": "application/json",
-        "X-Retell-Signature": sign_body(raw, settings.retell_api_key.get_secret_value()),
-    }
+    body = function_call_body(function, args, call_id=call_id, from_number=from_number, to_number=to_number)
+    raw, headers = signed(body, settings.retell_api_key.get_secret_value())
     try:
         response = httpx.post(
             f"{url.rstrip('/')}/retell/functions/{function}", content=raw, headers=headers, timeout=60

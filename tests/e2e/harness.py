@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from voicebook.calcom.sandbox import Sandbox, event_type_from_service
 from voicebook.calendar_factory import CalendarHandle, sandbox_gateway
 from voicebook.db.session import make_engine, make_sessionmaker, transaction
 from voicebook.db.tenants import load_tenants, parse_tenants
-from voicebook.retell.signature import sign_body
+from voicebook.retell.requests import function_call_body, signed
 from voicebook.settings import Settings
 
 RETELL_KEY = "key_test_0000000000000000"
@@ -44,21 +43,13 @@ class Env:
         from_number: str = "+491701234567",
         to_number: str = COMPANY_NUMBER,
     ) -> httpx.Response:
-        body = {
-            "name": function,
-            "call": {
-                "call_id": call_id,
-                "from_number": from_number,
-                "to_number": to_number,
-                "direction": "inbound",
-            },
-            "args": args,
-        }
+        body = function_call_body(
+            function, args, call_id=call_id, from_number=from_number, to_number=to_number
+        )
         return await self.post_signed(f"/retell/functions/{function}", body)
 
     async def post_signed(self, path: str, body: dict[str, Any], key: str = RETELL_KEY) -> httpx.Response:
-        raw = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-        headers = {"X-Retell-Signature": sign_body(raw, key), "Content-Type": "application/json"}
+        raw, headers = signed(body, key)
         return await self.client.post(path, content=raw, headers=headers)
 
 

@@ -184,6 +184,22 @@ def _booked(flow: Flow, appointment: Appointment, *, replayed: bool) -> outcomes
     return outcomes.Outcome(outcomes.BOOKED, appointment=view, replayed=replayed)
 
 
+def _expected(
+    attempt: BookingAttempt, first_sent_at: datetime, sent_at: datetime, *, resend: bool = False
+) -> Expected:
+    """What we sent for this attempt, for the guards to compare with what came back."""
+    return Expected(
+        attempt.call_id,
+        attempt.public_id,
+        attempt.attendee_email,
+        attempt.start_at,
+        attempt.event_type_id,
+        first_sent_at,
+        sent_at,
+        resend=resend,
+    )
+
+
 async def _send(flow: Flow, attempt: BookingAttempt, *, allow_recreate: bool = True) -> outcomes.Outcome:
     """Mark ``sent`` (committed) and only then ask Cal.com; map each failure to what really happened."""
     now = flow.now()
@@ -214,16 +230,7 @@ async def _send(flow: Flow, attempt: BookingAttempt, *, allow_recreate: bool = T
         metadata={"call_id": attempt.call_id, "attempt_id": attempt.public_id},
         notes=attempt.notes,
     )
-    expected = Expected(
-        attempt.call_id,
-        attempt.public_id,
-        attempt.attendee_email,
-        attempt.start_at,
-        attempt.event_type_id,
-        first_sent_at,
-        now,
-        resend=attempt.tries > 0,
-    )
+    expected = _expected(attempt, first_sent_at, now, resend=attempt.tries > 0)
     try:
         booking = await flow.gateway.create_booking(request)
     except SlotUnavailable:
@@ -285,15 +292,7 @@ async def _resolve(flow: Flow, attempt: BookingAttempt, *, allow_recreate: bool)
     ]
     if ours:
         first_sent = attempt.first_sent_at or flow.now()
-        expected = Expected(
-            attempt.call_id,
-            attempt.public_id,
-            attempt.attendee_email,
-            attempt.start_at,
-            attempt.event_type_id,
-            first_sent,
-            first_sent,
-        )
+        expected = _expected(attempt, first_sent, first_sent)
         return await _accept(flow, attempt, ours[0], expected)
     if allow_recreate and attempt.state == attempts.UNKNOWN:
         log.info("attempt.recreate", detail="authoritative lookup found nothing")
