@@ -207,7 +207,7 @@ def test_mask_phone_keeps_six_and_two_characters_and_the_length(raw: str, masked
         ("ruf 030-123-4567 an", "ruf 030-12****67 an"),
         ("(030) 123 4567", "(030) ******67"),
         ("Nummer 0301234567.", "Nummer 0301****67."),
-        ("?phone=%2B49301234567", "?phone=%2B493******67"),
+        ("?phone=%2B49301234567", "?phone=+49301****67"),  # query strings are decoded, then masked
         ("2026-12-01 0301234567", "2026-12-01 0301****67"),
         # Not phone numbers: left alone.
         ("192.168.100.1:8000", "192.168.100.1:8000"),
@@ -253,3 +253,13 @@ def test_redact_is_recursive_and_idempotent() -> None:
         "nothing": None,
     }
     assert redact(once) == once
+
+
+def test_url_encoded_email_and_phone_in_a_query_string_are_masked() -> None:
+    from voicebook.logging import redact
+
+    line = redact("GET /v2/bookings?attendeeEmail=booking%2Bcall_687%40salon-mitte.example&phone=%2B491701234567")
+    assert "salon-mitte.example" in line
+    assert "booking+call_687@" not in line
+    assert "%40" not in line
+    assert "491701234567" not in line

@@ -117,6 +117,12 @@ def mask_email(email: str) -> str:
     return f"{local[:1]}***@{domain}"
 
 
+def _url_decoded(text: str) -> str:
+    from urllib.parse import unquote
+
+    return unquote(text)
+
+
 def _mask_phone_match(match: re.Match[str]) -> str:
     text = match.group(0)
     if match.group("date") is not None:
@@ -139,6 +145,8 @@ def _redact_text(text: str) -> str:
     """
     if not text:
         return text
+    if "%40" in text or "%2B" in text or "%2b" in text:
+        text = _url_decoded(text)  # an e-mail or phone in a query string must not slip past as %40
     text = _RETELL_SIGNATURE.sub(REDACTED, text)
     text = _BEARER.sub(rf"\1 {REDACTED}", text)
     text = _API_KEY.sub(REDACTED, text)
@@ -258,6 +266,9 @@ def configure_logging(level: str = "INFO", json: bool = True, stream: IO[str] | 
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
+    # httpx logs every request URL at INFO; our Cal.com client logs its own low-cardinality events.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
 
     structlog.configure(
         processors=[
