@@ -258,7 +258,9 @@ def test_redact_is_recursive_and_idempotent() -> None:
 def test_url_encoded_email_and_phone_in_a_query_string_are_masked() -> None:
     from voicebook.logging import redact
 
-    line = redact("GET /v2/bookings?attendeeEmail=booking%2Bcall_687%40salon-mitte.example&phone=%2B491701234567")
+    line = redact(
+        "GET /v2/bookings?attendeeEmail=booking%2Bcall_687%40salon-mitte.example&phone=%2B491701234567"
+    )
     assert "salon-mitte.example" in line
     assert "booking+call_687@" not in line
     assert "%40" not in line
