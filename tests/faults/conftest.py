@@ -9,7 +9,8 @@ _HERE = "tests/faults/"
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if _HERE not in report.nodeid.replace("\\", "/"):
+    path = report.nodeid.replace("\\", "/").split("::")[0]
+    if _HERE not in path or path.endswith("test_invariants.py"):
         return
     name = report.nodeid.split("::")[-1]
     if report.when == "call" or (report.when == "setup" and not report.passed):

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from tests.e2e.harness import CALCOM_SECRET, Env
+from tests.e2e.harness import CALCOM_SECRET, Env, running_service
 from tests.faults import invariants
 from tests.faults.invariants import Transcript
 
@@ -55,6 +55,13 @@ async def eventually(
         if loop.time() > deadline:
             raise AssertionError(f"never happened within {within:g}s: {what}")
         await asyncio.sleep(every)
+
+
+def service(db_url: str, **overrides: Any) -> contextlib.AbstractAsyncContextManager[Env]:
+    """The harness with the server's periodic reconciler off: scenarios run the reconciler themselves,
+    so what resolved an attempt is never a race (pass ``reconcile_interval_seconds`` to turn it on)."""
+    overrides.setdefault("reconcile_interval_seconds", 0)
+    return running_service(db_url, **overrides)
 
 
 @dataclass

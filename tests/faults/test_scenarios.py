@@ -10,8 +10,15 @@ import asyncio
 from datetime import timedelta
 
 import pytest
-from tests.e2e.harness import running_service
-from tests.faults.scene import Scene, appointments_with, attempts_of, eventually, haarschnitt, reconcile
+from tests.faults.scene import (
+    Scene,
+    appointments_with,
+    attempts_of,
+    eventually,
+    haarschnitt,
+    reconcile,
+    service,
+)
 
 from voicebook.calcom.sandbox import Faults
 
@@ -48,7 +55,7 @@ async def test_ambiguous_create_is_resolved_by_lookup(
     db_url: str, request: pytest.FixtureRequest, kind: str, phase: str, tries: int
 ) -> None:
     """ "after": Cal.com stored it, the lookup finds it; "before": nothing stored, one re-create."""
-    async with running_service(db_url) as env:
+    async with service(db_url) as env:
         scene = Scene(env, request.node.name)
         env.sandbox.faults.inject(kind, "bookings.create", phase=phase, times=1, status=500)  # type: ignore[arg-type]
         body = await scene.book(haarschnitt(10))
@@ -64,7 +71,7 @@ async def test_ambiguous_create_and_failed_lookup_answers_in_progress_then_recon
     db_url: str, request: pytest.FixtureRequest
 ) -> None:
     """Neither the create nor the lookup can tell: be honest (in_progress), never re-create blindly."""
-    async with running_service(db_url) as env:
+    async with service(db_url) as env:
         scene = Scene(env, request.node.name)
         env.sandbox.faults.inject("read_timeout", "bookings.create", phase="after")
         env.sandbox.faults.inject("http_error", "bookings.list", status=500, times=1)
@@ -85,7 +92,7 @@ async def test_ambiguous_create_with_nothing_stored_and_failed_lookup_never_book
 ) -> None:
     """The request never reached Cal.com and the lookup failed too: the caller hears in_progress, no
     booking appears, and a retry within the lock does not re-send."""
-    async with running_service(db_url) as env:
+    async with service(db_url) as env:
         scene = Scene(env, request.node.name)
         env.sandbox.faults.inject("read_timeout", "bookings.create", phase="before")
         env.sandbox.faults.inject("http_error", "bookings.list", status=500, times=1)
@@ -105,7 +112,7 @@ async def test_ambiguous_create_with_nothing_stored_and_failed_lookup_never_book
 async def test_rate_limited_create_is_retried_within_the_budget(
     db_url: str, request: pytest.FixtureRequest
 ) -> None:
-    async with running_service(db_url) as env:
+    async with service(db_url) as env:
         scene = Scene(env, request.node.name)
         env.sandbox.faults.inject("rate_limit", "bookings.create", reset_seconds=1, times=1)
         loop = asyncio.get_running_loop()
@@ -121,7 +128,7 @@ async def test_rate_limited_create_is_retried_within_the_budget(
 async def test_rate_limit_beyond_the_budget_is_an_honest_upstream_error_and_a_retry_books_once(
     db_url: str, request: pytest.FixtureRequest
 ) -> None:
-    async with running_service(db_url) as env:
+    async with service(db_url) as env:
         scene = Scene(env, request.node.name)
         env.sandbox.faults.inject("rate_limit", "bookings.create", reset_seconds=60, times=None)
         loop = asyncio.get_running_loop()
@@ -139,7 +146,7 @@ async def test_rate_limit_beyond_the_budget_is_an_honest_upstream_error_and_a_re
 async def test_rate_limited_three_times_in_a_row_gives_up_after_the_budget(
     db_url: str, request: pytest.FixtureRequest
 ) -> None:
-    async with running_service(db_url) as env:
+    async with service(db_url) as env:
         scene = Scene(env, request.node.name)
         env.sandbox.faults.inject("rate_limit", "bookings.create", reset_seconds=1, times=3)
         body = await scene.book(haarschnitt(13))
@@ -157,7 +164,7 @@ async def test_webhook_arriving_before_our_commit_leaves_exactly_one_appointment
     db_url: str, request: pytest.FixtureRequest
 ) -> None:
     """BOOKING_CREATED for our booking lands while our flow is still resolving it (not yet committed)."""
-    async with running_service(db_url) as env:
+    async with service(db_url) as env:
         scene = Scene(env, request.node.name)
         env.sandbox.faults.inject("read_timeout", "bookings.create", phase="after")
         env.sandbox.faults.inject("latency", "bookings.list", latency_seconds=1.0)
@@ -186,7 +193,7 @@ async def test_sandbox_delivered_webhook_racing_the_flow_converges(
     db_url: str, request: pytest.FixtureRequest
 ) -> None:
     """The sandbox itself delivers BOOKING_CREATED to the app while the create answer travels back."""
-    async with running_service(db_url) as env:
+    async with service(db_url) as env:
         scene = Scene(env, request.node.name)
         transport = env.client._transport
         sender = env.sandbox.webhooks
@@ -203,7 +210,7 @@ async def test_sandbox_delivered_webhook_racing_the_flow_converges(
 async def test_webhook_for_an_unresolved_attempt_waits_for_the_reconciler(
     db_url: str, request: pytest.FixtureRequest
 ) -> None:
-    async with running_service(db_url) as env:
+    async with service(db_url) as env:
         scene = Scene(env, request.node.name)
         env.sandbox.faults.inject("read_timeout", "bookings.create", phase="after")
         env.sandbox.faults.inject("connection_reset", "bookings.list", times=1)
@@ -227,7 +234,7 @@ async def test_chaos_many_callers_random_faults_then_reconciler(
     db_url: str, request: pytest.FixtureRequest
 ) -> None:
     """Twelve callers at once against seeded random faults; then a reconciler pass and one retry each."""
-    async with running_service(db_url) as env:
+    async with service(db_url) as env:
         scene = Scene(env, request.node.name)
         env.sandbox.faults = Faults(seed=20240611)
         inject = env.sandbox.faults.inject
@@ -264,7 +271,7 @@ async def test_chaos_many_callers_random_faults_then_reconciler(
 async def test_reconciler_run_twice_and_concurrently_changes_nothing_more(
     db_url: str, request: pytest.FixtureRequest
 ) -> None:
-    async with running_service(db_url) as env:
+    async with service(db_url) as env:
         scene = Scene(env, request.node.name)
         env.sandbox.faults.inject("read_timeout", "bookings.create", phase="after")
         env.sandbox.faults.inject("http_error", "bookings.list", status=500, times=1)
@@ -276,4 +283,48 @@ async def test_reconciler_run_twice_and_concurrently_changes_nothing_more(
         assert c.recorded == 0
         (booking,) = env.sandbox.bookings
         assert len(await appointments_with(env.sessionmaker, booking.uid)) == 1
+        await scene.check()
+
+
+async def test_servers_own_periodic_reconciler_finishes_an_in_progress_booking(
+    db_url: str, request: pytest.FixtureRequest
+) -> None:
+    """No manual pass: the reconciler task the app runs in its lifespan records the booking."""
+    async with service(db_url, reconcile_interval_seconds=0.2, attempt_lock_seconds=0.5) as env:
+        scene = Scene(env, request.node.name)
+        env.sandbox.faults.inject("read_timeout", "bookings.create", phase="after")
+        env.sandbox.faults.inject("http_error", "bookings.list", status=500, times=1)
+        body = await scene.book(haarschnitt(16, 30))
+        assert body["status"] == "in_progress", body
+        (booking,) = env.sandbox.bookings
+
+        async def recorded() -> bool:
+            return bool(await appointments_with(env.sessionmaker, booking.uid))
+
+        await eventually(recorded, within=10, what="the periodic reconciler recorded the booking")
+        again = await scene.book(haarschnitt(16, 30))
+        assert again["status"] == "booked", again
+        assert again["appointment"]["calcom_booking_uid"] == booking.uid
+        assert len(env.sandbox.bookings) == 1
+        await scene.check()
+
+
+async def test_retry_after_a_reconciler_pass_that_could_not_look_resolves_the_booking(
+    db_url: str, request: pytest.FixtureRequest
+) -> None:
+    """Cal.com stored the booking; our lookup and then the reconciler's lookup both failed. The reconciler
+    releases the attempt (``locked_until`` NULL). The caller's retry must be able to take it over and find
+    the booking, exactly as it would had the reconciler never looked (lock expired)."""
+    async with service(db_url) as env:
+        scene = Scene(env, request.node.name)
+        env.sandbox.faults.inject("read_timeout", "bookings.create", phase="after")
+        env.sandbox.faults.inject("http_error", "bookings.list", status=500, times=2)
+        body = await scene.book(haarschnitt(17))
+        assert body["status"] == "in_progress", body
+        summary = await reconcile(env)
+        assert summary.still_open == 1, summary.rows  # its lookup failed too; lock released
+        (attempt,) = await attempts_of(env.sessionmaker)
+        assert (attempt.state, attempt.locked_until) == ("unknown", None)
+        again = await scene.book(haarschnitt(17))
+        await _booked_once(scene, again)
         await scene.check()

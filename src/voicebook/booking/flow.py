@@ -132,7 +132,7 @@ async def _existing(flow: Flow, attempt: BookingAttempt) -> outcomes.Outcome:
             )
         now = flow.now()
         takeable = attempt.state == attempts.FAILED or (
-            attempt.locked_until is not None and attempt.locked_until < now
+            attempt.locked_until is None or attempt.locked_until < now
         )
         if takeable:
             async with flow.sessionmaker() as session, session.begin():
