@@ -5,16 +5,42 @@ lowercase hex only) is Retell's to define; calling their implementation means a 
 arrives with an SDK upgrade instead of a silent mismatch with a hand-written copy. The SDK's
 module-level ``verify`` reads the wall clock itself, so we call the same ``symmetric`` verifier it
 wraps, passing ``now`` explicitly for deterministic tests.
+
+``webhook_auth`` is loaded from the installed SDK by file, without importing the ``retell`` package:
+the package's ``__init__`` builds the whole API client (about four seconds of pydantic models), which
+every server worker and CLI start would otherwise pay for one HMAC check.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
 from typing import Any, Final, cast
 
 from pydantic import SecretStr
-from retell.lib import webhook_auth
+
+
+def _load_sdk_webhook_auth() -> ModuleType:
+    name = "retell.lib.webhook_auth"
+    if name in sys.modules:
+        return sys.modules[name]
+    package = importlib.util.find_spec("retell")  # locates the package without executing it
+    if package is None or not package.submodule_search_locations:
+        raise ImportError("the retell-sdk package is not installed")
+    path = Path(next(iter(package.submodule_search_locations))) / "lib" / "webhook_auth.py"
+    spec = importlib.util.spec_from_file_location("voicebook._retell_webhook_auth", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+webhook_auth = _load_sdk_webhook_auth()
 
 __all__ = ["MAX_SKEW_MS", "sign_body", "verify_signature"]
 
