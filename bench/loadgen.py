@@ -24,7 +24,7 @@ from voicebook.retell.signature import sign_body
 
 
 async def run(args: argparse.Namespace) -> dict[str, object]:
-    slots = Slots()
+    slots = Slots(args.offset)
     rng = random.Random(7)
     sent: list[bytes] = []
     statuses: collections.Counter[str] = collections.Counter()
@@ -74,6 +74,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--retry-rate", type=float, default=0.10)
     parser.add_argument("--prefix", default="load")
+    parser.add_argument("--offset", type=int, default=0, help="first slot number (keep runs apart)")
     parser.add_argument("--bare", action="store_true", help="post Cal.com creates to the sandbox directly")
     args = parser.parse_args()
     print(json.dumps(asyncio.run(run(args))))
