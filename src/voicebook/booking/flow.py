@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
 from sqlalchemy import select
@@ -303,60 +304,51 @@ async def _resolve(flow: Flow, attempt: BookingAttempt, *, allow_recreate: bool)
 async def _accept(
     flow: Flow, attempt: BookingAttempt, booking: CalendarBooking, expected: Expected
 ) -> outcomes.Outcome:
+    """Guard Cal.com's answer; a refused booking is audited and left alone, an accepted one recorded."""
     verdict = check_returned_booking(booking, expected, flow.policy.guards, flow.now())
     if verdict.idempotent_replay:
         metrics.CALCOM_IDEMPOTENCY_HITS.labels(kind="own_replay").inc()
-    confirmed = False
+    event: dict[str, Any] = {
+        "layer": verdict.layer,
+        "verdict": verdict.phrase,
+        "reason": verdict.reason,
+        "call_id": attempt.call_id,
+        "attempt_id": attempt.public_id,
+        "company_id": attempt.company_id,
+        "calcom_booking_uid": booking.uid,
+        "details": verdict.details or None,
+        "rejected": not verdict.accepted,
+    }
+    if verdict.accepted:
+        return await _record(flow, attempt, booking, verdict_event=event)
     async with flow.sessionmaker() as session, session.begin():
-        audit.guard_event(
+        audit.guard_event(session, **event)
+        await attempts.move(
             session,
-            layer=verdict.layer,
-            verdict=verdict.phrase,
-            reason=verdict.reason,
-            call_id=attempt.call_id,
-            attempt_id=attempt.public_id,
-            company_id=attempt.company_id,
+            attempt.id,
+            attempts.IN_FLIGHT,
+            attempts.REJECTED,
+            flow.now(),
             calcom_booking_uid=booking.uid,
-            details=verdict.details or None,
-            rejected=not verdict.accepted,
+            guard_verdict=verdict.phrase,
+            locked_until=None,
         )
-        if not verdict.accepted:
-            await attempts.move(
-                session,
-                attempt.id,
-                attempts.IN_FLIGHT,
-                attempts.REJECTED,
-                flow.now(),
-                calcom_booking_uid=booking.uid,
-                guard_verdict=verdict.phrase,
-                locked_until=None,
-            )
-        else:
-            confirmed = await attempts.move(
-                session,
-                attempt.id,
-                (attempts.SENT, attempts.UNKNOWN),
-                attempts.CONFIRMED,
-                flow.now(),
-                calcom_booking_uid=booking.uid,
-                guard_verdict=verdict.phrase,
-            )
-    if verdict.accepted and not confirmed:
-        # Someone else (the reconciler, a retry that took over) moved this attempt meanwhile: let the
-        # attempt's own state decide rather than recording on top of it.
-        return await _existing(flow, await _reload(flow, attempt.id))
-    if not verdict.accepted:
-        metrics.CALCOM_IDEMPOTENCY_HITS.labels(kind="foreign").inc()
-        metrics.GUARD_REJECTIONS.labels(
-            layer={"layer1": "stale", "layer2": "call_id_mismatch"}[verdict.layer]
-        ).inc()
-        return outcomes.Outcome(
-            outcomes.REJECTED_DUPLICATE, alternatives=await flow.alternatives(attempt.start_at)
-        )
-    return await _record(flow, attempt, booking)
+    metrics.CALCOM_IDEMPOTENCY_HITS.labels(kind="foreign").inc()
+    metrics.GUARD_REJECTIONS.labels(
+        layer={"layer1": "stale", "layer2": "call_id_mismatch"}[verdict.layer]
+    ).inc()
+    return outcomes.Outcome(
+        outcomes.REJECTED_DUPLICATE, alternatives=await flow.alternatives(attempt.start_at)
+    )
 
 
-async def _record(flow: Flow, attempt: BookingAttempt, booking: CalendarBooking) -> outcomes.Outcome:
+async def _record(
+    flow: Flow,
+    attempt: BookingAttempt,
+    booking: CalendarBooking,
+    *,
+    verdict_event: dict[str, Any] | None = None,
+) -> outcomes.Outcome:
     recorded = await record_booking(
         flow.sessionmaker,
         attempt.id,
@@ -364,7 +356,13 @@ async def _record(flow: Flow, attempt: BookingAttempt, booking: CalendarBooking)
         customer_id=flow.customer_id,
         guards_enabled=flow.policy.guards.enabled,
         now=flow.now(),
+        known=attempt,
+        verdict=verdict_event,
     )
+    if recorded.moved_elsewhere:
+        # Someone else (the reconciler, a retry that took over) moved this attempt meanwhile: let the
+        # attempt's own state decide rather than recording on top of it.
+        return await _existing(flow, await _reload(flow, attempt.id))
     if recorded.appointment is None:
         return outcomes.Outcome(
             outcomes.REJECTED_DUPLICATE, alternatives=await flow.alternatives(attempt.start_at)

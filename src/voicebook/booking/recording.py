@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -18,8 +19,13 @@ from voicebook.db.models import Appointment, BookingAttempt
 
 @dataclass(frozen=True)
 class Recorded:
-    appointment: Appointment | None  # None: the uid belongs to another call (rejected)
+    appointment: Appointment | None  # None: the uid belongs to another call (rejected), or see below
     replayed: bool
+    moved_elsewhere: bool = False  # someone else moved the attempt first: nothing was written
+
+
+class _MovedElsewhere(Exception):
+    """Raised inside the transaction so that it rolls back whole."""
 
 
 async def _existing(session: AsyncSession, uid: str) -> Appointment | None:
@@ -86,18 +92,37 @@ async def record_booking(
     customer_id: int | None,
     guards_enabled: bool,
     now: datetime,
+    known: BookingAttempt | None = None,
+    verdict: dict[str, Any] | None = None,
 ) -> Recorded:
     """Insert the appointment and mark the attempt recorded, in one transaction.
 
     Layer 3 looks the uid up first (skipped when duplicate prevention is off); layer 4 is the unique
     index: losing an insert race rolls back and is then resolved exactly like layer 3, never a 500.
+    ``verdict`` (the guards' audit event) is written in the same transaction, so the caller's answer
+    costs one commit after Cal.com; ``known`` spares re-reading an attempt the caller already holds.
     """
     try:
         async with sessionmaker() as session, session.begin():
-            attempt = await attempts.by_id(session, attempt_id)
+            attempt = known if known is not None else await attempts.by_id(session, attempt_id)
+            if verdict is not None:
+                audit.guard_event(session, **verdict)
             existing = await _existing(session, booking.uid) if guards_enabled else None
             if existing is not None:
                 return await _resolve_existing(session, attempt, existing, "layer3", now)
+            extra = {"guard_verdict": verdict["verdict"]} if verdict is not None else {}
+            moved = await attempts.move(
+                session,
+                attempt.id,
+                attempts.IN_FLIGHT,
+                attempts.RECORDED,
+                now,
+                calcom_booking_uid=booking.uid,
+                locked_until=None,
+                **extra,
+            )
+            if not moved:
+                raise _MovedElsewhere
             appointment = Appointment(
                 company_id=attempt.company_id,
                 service_id=attempt.service_id,
@@ -117,15 +142,9 @@ async def record_booking(
             )
             session.add(appointment)
             await session.flush()
-            await attempts.move(
-                session,
-                attempt.id,
-                attempts.IN_FLIGHT,
-                attempts.RECORDED,
-                now,
-                calcom_booking_uid=booking.uid,
-            )
             return Recorded(appointment, replayed=False)
+    except _MovedElsewhere:
+        return Recorded(None, replayed=False, moved_elsewhere=True)
     except IntegrityError:
         pass
     # Layer 4 fired: another transaction recorded this uid first. Resolve in a fresh transaction.
