@@ -16,6 +16,7 @@ from voicebook.api import admin, ops, retell, webhooks
 from voicebook.api import errors as api_errors
 from voicebook.api.deps import policy_from
 from voicebook.booking.reconciler import run_periodically
+from voicebook.booking.tenancy import OfferingCache
 from voicebook.calendar_factory import CalendarHandle, open_calendar
 from voicebook.db.session import describe_url, make_engine, make_sessionmaker
 from voicebook.logging import configure_logging
@@ -40,6 +41,7 @@ def create_app(settings: Settings | None = None, *, calendar: CalendarHandle | N
         app.state.calendar = handle.gateway
         app.state.calendar_handle = handle
         app.state.sandbox = handle.sandbox
+        app.state.offerings = OfferingCache()
         log.info(
             "app.started",
             version=__version__,

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from voicebook.booking.policy import BookingPolicy, GuardPolicy
 from voicebook.booking.ports import CalendarGateway
+from voicebook.booking.tenancy import OfferingCache
 from voicebook.retell.signature import verify_signature
 from voicebook.settings import Settings
 
@@ -77,8 +78,16 @@ async def verified_retell_body(request: Request) -> SignedBody:
     return SignedBody(raw, data)
 
 
+def get_offerings(request: Request) -> OfferingCache:
+    cache: OfferingCache | None = getattr(request.app.state, "offerings", None)
+    if cache is None:
+        cache = request.app.state.offerings = OfferingCache()
+    return cache
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionmakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessionmaker)]
 CalendarDep = Annotated[CalendarGateway, Depends(get_calendar)]
 PolicyDep = Annotated[BookingPolicy, Depends(get_policy)]
+OfferingsDep = Annotated[OfferingCache, Depends(get_offerings)]
 RetellBody = Annotated[SignedBody, Depends(verified_retell_body)]

@@ -93,12 +93,13 @@ async def answer(
     sessionmaker: async_sessionmaker[AsyncSession],
     calendar: CalendarGateway,
     policy: BookingPolicy,
+    offerings: service.OfferingCache,
 ) -> FunctionAnswer:
     started = clock.perf_counter()
     label = name if name in arguments.FUNCTION_NAMES else "unknown"
     try:
         async with asyncio.timeout(FUNCTION_BUDGET_SECONDS.get(name, DEFAULT_BUDGET_SECONDS)):
-            return await _answer(name, body, header_call_id, sessionmaker, calendar, policy)
+            return await _answer(name, body, header_call_id, sessionmaker, calendar, policy, offerings)
     except (SQLAlchemyError, OSError, TimeoutError) as exc:
         log.error("function.upstream_error", function=label, error=type(exc).__name__)
         return _plain(outcomes.UPSTREAM_ERROR, messages.upstream_error(None))
@@ -116,6 +117,7 @@ async def _answer(
     sessionmaker: async_sessionmaker[AsyncSession],
     calendar: CalendarGateway,
     policy: BookingPolicy,
+    offerings: service.OfferingCache,
 ) -> FunctionAnswer:
     if name not in arguments.FUNCTION_NAMES:
         return _plain(
@@ -129,25 +131,25 @@ async def _answer(
     ctx = service.CallContext(call.call_id, call.from_number, call.to_number)
     structlog.contextvars.bind_contextvars(call_id=call.call_id, function=name)
     async with sessionmaker() as session:
-        tenant = await service.resolve_tenant(session, ctx)
-        if tenant is None:
-            return _plain(outcomes.NOT_FOUND, messages.unknown_number(None))
-        offered = await service.service_names(session, tenant.company_id)
-        structlog.contextvars.bind_contextvars(company=tenant.slug)
-        tz = ZoneInfo(tenant.timezone)
-        try:
-            command = arguments.parse_arguments(
-                name, args, tz=tz, region=tenant.country, now=policy.clock(), caller_phone=call.from_number
-            )
-        except ArgumentError as exc:
-            if name == "book_appointment":
-                metrics.BOOKING_ATTEMPTS.labels(outcome="invalid_input").inc()
-            return _plain(outcomes.INVALID_INPUT, messages.invalid_input(exc, tenant.locale))
-        svc = None
-        if isinstance(command, arguments.CheckAvailability | arguments.BookAppointment):
-            svc = await service.find_service(session, tenant.company_id, command.service)
-            if svc is None:
-                return render(outcomes.Outcome(outcomes.NOT_FOUND, reason="unknown_service"), tenant, offered)
+        offering = await offerings.get(session, ctx)
+    if offering is None:
+        return _plain(outcomes.NOT_FOUND, messages.unknown_number(None))
+    tenant, offered = offering.tenant, offering.names
+    structlog.contextvars.bind_contextvars(company=tenant.slug)
+    tz = ZoneInfo(tenant.timezone)
+    try:
+        command = arguments.parse_arguments(
+            name, args, tz=tz, region=tenant.country, now=policy.clock(), caller_phone=call.from_number
+        )
+    except ArgumentError as exc:
+        if name == "book_appointment":
+            metrics.BOOKING_ATTEMPTS.labels(outcome="invalid_input").inc()
+        return _plain(outcomes.INVALID_INPUT, messages.invalid_input(exc, tenant.locale))
+    svc = None
+    if isinstance(command, arguments.CheckAvailability | arguments.BookAppointment):
+        svc = offering.find(command.service)
+        if svc is None:
+            return render(outcomes.Outcome(outcomes.NOT_FOUND, reason="unknown_service"), tenant, offered)
     outcome = await _run(command, svc, tenant, ctx, sessionmaker, calendar, policy)
     return render(outcome, tenant, offered)
 

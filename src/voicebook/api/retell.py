@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header
 
 from voicebook.api import functions
-from voicebook.api.deps import CalendarDep, PolicyDep, RetellBody, SessionmakerDep
+from voicebook.api.deps import CalendarDep, OfferingsDep, PolicyDep, RetellBody, SessionmakerDep
 from voicebook.api.schemas import FunctionAnswer
 
 router = APIRouter(tags=["retell"])
@@ -27,6 +27,9 @@ async def function_call(
     sessionmaker: SessionmakerDep,
     calendar: CalendarDep,
     policy: PolicyDep,
+    offerings: OfferingsDep,
     x_retell_call_id: Annotated[str | None, Header()] = None,
 ) -> FunctionAnswer:
-    return await functions.answer(name, body.data, x_retell_call_id, sessionmaker, calendar, policy)
+    return await functions.answer(
+        name, body.data, x_retell_call_id, sessionmaker, calendar, policy, offerings
+    )

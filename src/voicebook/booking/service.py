@@ -8,25 +8,25 @@ from voicebook.booking.changes import cancel, reschedule
 from voicebook.booking.flow import BookArgs, book
 from voicebook.booking.tenancy import (
     CallContext,
+    Offering,
+    OfferingCache,
     ServiceRef,
     Tenant,
-    find_service,
     resolve_tenant,
-    service_names,
 )
 
 __all__ = [
     "BookArgs",
     "CallContext",
     "CallFacts",
+    "Offering",
+    "OfferingCache",
     "ServiceRef",
     "Tenant",
     "apply_call_event",
     "book",
     "cancel",
     "check_availability",
-    "find_service",
     "reschedule",
     "resolve_tenant",
-    "service_names",
 ]

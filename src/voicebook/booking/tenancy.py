@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -70,20 +72,65 @@ async def resolve_tenant(session: AsyncSession, ctx: CallContext) -> Tenant | No
     return _tenant(companies[0]) if len(companies) == 1 else None
 
 
-async def find_service(session: AsyncSession, company_id: int, name: str) -> ServiceRef | None:
-    wanted = _fold(name)
-    services = await queries.services_of(session, company_id)
-    for service in services:
-        if wanted in {_fold(service.name), *(_fold(a) for a in service.aliases or [])}:
-            return ServiceRef(service.id, service.name, service.event_type_id, service.duration_minutes)
-    for service in services:  # "ein Haarschnitt bitte" → Haarschnitt
-        if _fold(service.name) in wanted:
-            return ServiceRef(service.id, service.name, service.event_type_id, service.duration_minutes)
-    return None
+@dataclass(frozen=True)
+class Offering:
+    """A company and what it offers, as one call needs them."""
+
+    tenant: Tenant
+    services: tuple[tuple[ServiceRef, frozenset[str]], ...]  # each with its folded name and aliases
+
+    @property
+    def names(self) -> list[str]:
+        return [ref.name for ref, _ in self.services]
+
+    def find(self, name: str) -> ServiceRef | None:
+        wanted = _fold(name)
+        for ref, spellings in self.services:
+            if wanted in spellings:
+                return ref
+        for ref, _ in self.services:  # "ein Haarschnitt bitte" → Haarschnitt
+            if _fold(ref.name) in wanted:
+                return ref
+        return None
 
 
-async def service_names(session: AsyncSession, company_id: int) -> list[str]:
-    return [s.name for s in await queries.services_of(session, company_id)]
+async def load_offering(session: AsyncSession, ctx: CallContext) -> Offering | None:
+    tenant = await resolve_tenant(session, ctx)
+    if tenant is None:
+        return None
+    services = tuple(
+        (
+            ServiceRef(s.id, s.name, s.event_type_id, s.duration_minutes),
+            frozenset({_fold(s.name), *(_fold(a) for a in s.aliases or [])}),
+        )
+        for s in await queries.services_of(session, tenant.company_id)
+    )
+    return Offering(tenant, services)
+
+
+class OfferingCache:
+    """A few seconds' memory of who owns a called number and what it offers.
+
+    It saves the three configuration queries of every function call. Only configuration is kept —
+    no guarantee rests on it — and a changed tenants file is seen within ``ttl_seconds``.
+    """
+
+    def __init__(self, ttl_seconds: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._ttl = ttl_seconds
+        self._clock = clock
+        self._entries: dict[str, tuple[float, Offering]] = {}
+
+    async def get(self, session: AsyncSession, ctx: CallContext) -> Offering | None:
+        if not ctx.to_number:  # resolved through the call row: not cacheable by number
+            return await load_offering(session, ctx)
+        hit = self._entries.get(ctx.to_number)
+        now = self._clock()
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        offering = await load_offering(session, ctx)
+        if offering is not None:
+            self._entries[ctx.to_number] = (now + self._ttl, offering)
+        return offering
 
 
 async def ensure_call(session: AsyncSession, ctx: CallContext, company_id: int, now: datetime) -> None:

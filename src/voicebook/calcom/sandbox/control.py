@@ -49,8 +49,7 @@ def control_routes(sandbox: Sandbox) -> list[Route]:
 
     async def bookings(request: Request) -> Response:
         if request.method == "DELETE":
-            sandbox.engine.bookings.clear()
-            sandbox.engine.save()
+            sandbox.engine.clear_bookings()
         return JSONResponse({"data": [sandbox.output(b) for b in sandbox.bookings]})
 
     async def faults(request: Request) -> Response:

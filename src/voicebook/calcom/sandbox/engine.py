@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from voicebook.calcom.sandbox.clock import SandboxClock
+from voicebook.calcom.sandbox.index import BookingIndex
 from voicebook.calcom.sandbox.inputs import ApiError, CreateInput
 from voicebook.calcom.sandbox.models import (
     SandboxEventType,
     StoredAttendee,
     StoredBooking,
+    StoredStatus,
     new_uid,
 )
 from voicebook.calcom.sandbox.persistence import read_state, write_state
@@ -55,6 +57,7 @@ class BookingEngine:
         self.bookings: list[StoredBooking] = []
         self.reservations: dict[str, Reservation] = {}
         self._next_id = 1
+        self._index = BookingIndex()
         if state_file is not None and state_file.exists():
             self._load(state_file)
 
@@ -75,7 +78,37 @@ class BookingEngine:
         raise ApiError(404, f"Event type with id {event_type_id} not found.")
 
     def find(self, uid: str) -> StoredBooking | None:
-        return next((b for b in self.bookings if b.uid == uid), None)
+        return self._indexed().by_uid(uid)
+
+    def clear_bookings(self) -> None:
+        """Forget every booking (the control API's ``DELETE /_sandbox/bookings``)."""
+        self.bookings.clear()
+        self._index = BookingIndex()
+        self.save()
+
+    def overlapping(self, start: datetime, end: datetime) -> list[StoredBooking]:
+        """Bookings (any status) overlapping ``[start, end)``, sorted by start."""
+        return self._indexed().overlapping(start, end)
+
+    def starting_from(self, bound: datetime) -> list[StoredBooking]:
+        """Bookings (any status) starting at or after ``bound``, sorted by start."""
+        return self._indexed().starting_from(bound)
+
+    def _indexed(self) -> BookingIndex:
+        """The index over ``bookings``; rebuilt if the list was changed behind the engine's back."""
+        if self._index.size != len(self.bookings):
+            self._index = BookingIndex(self.bookings)
+        return self._index
+
+    def _store(self, booking: StoredBooking) -> None:
+        index = self._indexed()
+        self.bookings.append(booking)
+        index.add(booking)
+
+    def _set_status(self, booking: StoredBooking, status: StoredStatus) -> None:
+        blocked_before = booking.blocks()
+        booking.status = status
+        self._indexed().status_changed(booking, blocked_before)
 
     # --- create -------------------------------------------------------------------------------
 
@@ -127,7 +160,7 @@ class BookingEngine:
             },
             description=str(request.responses.get("notes") or ""),
         )
-        self.bookings.append(booking)
+        self._store(booking)
         self.save()
         return booking, True
 
@@ -137,7 +170,7 @@ class BookingEngine:
         if confirmed_by_default and not et.is_round_robin:
             return None
         wanted = "accepted" if confirmed_by_default else "pending"
-        for booking in self.bookings:
+        for booking in self._indexed().at_event_start(et.id, request.start):
             if (
                 booking.event_type_id == et.id
                 and booking.start == request.start
@@ -167,21 +200,18 @@ class BookingEngine:
             raise ApiError(400, IN_THE_PAST)
         if not is_offered(et, start, self.clock.now()):
             raise ApiError(400, OUT_OF_BOUNDS)
-        free = free_hosts(et, start, end, self.bookings, exclude_uid=exclude_uid)
+        index = self._indexed()
+        free = free_hosts(et, start, end, index.overlapping(start, end), exclude_uid=exclude_uid)
         if not free:
             raise ApiError(400, HOSTS_BUSY if et.is_team else USER_BUSY)
         if prefer_host is not None and any(h.id == prefer_host for h in free):
             return prefer_host
         # Round robin's "lucky user": the free host with the fewest active bookings.
-        load = {h.id: 0 for h in free}
-        for booking in self.bookings:
-            if booking.host_id in load and booking.blocks():
-                load[booking.host_id] += 1
-        return min(free, key=lambda h: load[h.id]).id
+        return min(free, key=lambda h: index.blocking_count(h.id)).id
 
     def _mechanism_b(self, host_id: int, start: datetime, end: datetime) -> None:
         """The unique idempotencyKey over (start, end, host) of accepted bookings (§3B)."""
-        for booking in self.bookings:
+        for booking in self._indexed().at_host_start(host_id, start):
             if (
                 booking.status == "accepted"
                 and booking.host_id == host_id
@@ -205,7 +235,7 @@ class BookingEngine:
         now = self.clock.now()
         if booking.end <= now:
             raise ApiError(400, ALREADY_ENDED)
-        booking.status = "cancelled"
+        self._set_status(booking, "cancelled")
         booking.cancellation_reason = reason
         booking.updated_at = now
         self.save()
@@ -247,11 +277,11 @@ class BookingEngine:
             rescheduling_reason=reason,
             rescheduled_from_uid=old.uid,
         )
-        old.status = "cancelled"
+        self._set_status(old, "cancelled")
         old.rescheduled_to_uid = new.uid
         old.rescheduling_reason = reason
         old.updated_at = now
-        self.bookings.append(new)
+        self._store(new)
         self.save()
         return new, old
 
@@ -288,6 +318,7 @@ class BookingEngine:
     def _load(self, path: Path) -> None:
         self._next_id, event_types, self.bookings = read_state(path)
         self.event_types = {et.id: et for et in event_types}
+        self._index = BookingIndex(self.bookings)
 
 
 def vars_of(attendee: StoredAttendee) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from voicebook.calcom.sandbox.inputs import (
     parse_range_bound,
     time_zone,
 )
+from voicebook.calcom.sandbox.models import StoredBooking
 from voicebook.calcom.sandbox.queries import filter_bookings, render_slots
 from voicebook.calcom.sandbox.render import iso_utc
 from voicebook.calcom.sandbox.slots import available_starts
@@ -66,9 +67,24 @@ def api_routes(sandbox: Sandbox) -> list[Route]:
 
     async def list_(request: Request, _: bool) -> Handled:
         sandbox.authenticated(request, required=True)
-        page, pagination = filter_bookings(engine.bookings, dict(request.query_params), sandbox.clock.now())
+        params = dict(request.query_params)
+        page, pagination = filter_bookings(_list_candidates(params), params, sandbox.clock.now())
         data = [sandbox.output(b) for b in page]
         return 200, {"status": "success", "data": data, "pagination": pagination}
+
+    def _list_candidates(params: dict[str, str]) -> list[StoredBooking]:
+        """All rows ``filter_bookings`` could match: with a valid ``afterStart``, only those after it.
+
+        ``filter_bookings`` still applies every filter and sorts by (start, id), so narrowing here
+        changes neither the result nor its order; an invalid bound is left for it to report.
+        """
+        if "afterStart" in params:
+            try:
+                bound = parse_instant(params["afterStart"], "afterStart")
+            except ApiError:
+                return engine.bookings
+            return engine.starting_from(bound)
+        return engine.bookings
 
     async def get(request: Request, _: bool) -> Handled:
         sandbox.authenticated(request, required=False)
@@ -120,9 +136,9 @@ def api_routes(sandbox: Sandbox) -> list[Route]:
             et = engine.event_type(None, params["eventTypeSlug"])
         else:
             raise bad_request(["eventTypeId or eventTypeSlug is required"])
-        starts = available_starts(
-            et, start, end, sandbox.clock.now(), engine.bookings, engine.reserved_starts(et.id)
-        )
+        # Only rows overlapping some candidate [s, s + length) with s in [start, end) can matter.
+        window = engine.overlapping(start, end + timedelta(minutes=et.length_minutes))
+        starts = available_starts(et, start, end, sandbox.clock.now(), window, engine.reserved_starts(et.id))
         days = render_slots(starts, zone_name, et.length_minutes, params.get("format") == "range")
         return 200, {"status": "success", "data": days}
 

@@ -6,11 +6,14 @@ zoneinfo); a candidate is free when some host has no accepted or pending booking
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from voicebook.calcom.sandbox.models import SandboxEventType, SandboxHost, StoredBooking
+
+_ZERO = timedelta(0)
 
 
 def candidate_starts(event_type: SandboxEventType, start: datetime, end: datetime) -> Iterator[datetime]:
@@ -36,10 +39,30 @@ def candidate_starts(event_type: SandboxEventType, start: datetime, end: datetim
 
 
 def is_offered(event_type: SandboxEventType, start: datetime, now: datetime) -> bool:
-    """On the schedule and outside the minimum notice (Cal.com's booking_time_out_of_bounds)."""
+    """On the schedule and outside the minimum notice (Cal.com's booking_time_out_of_bounds).
+
+    The same test as ``start in candidate_starts(event_type, start, start + 1 s)`` without walking
+    every step of three days: ``start`` is on the grid of some window of a day that
+    ``candidate_starts`` would visit, and the event still ends inside that window.
+    """
     if start < now + timedelta(minutes=event_type.minimum_notice_minutes):
         return False
-    return start in candidate_starts(event_type, start, start + timedelta(seconds=1))
+    zone = ZoneInfo(event_type.time_zone)
+    length = timedelta(minutes=event_type.length_minutes)
+    step = timedelta(minutes=event_type.step_minutes)
+    day = start.astimezone(zone).date() - timedelta(days=1)
+    last = (start + timedelta(seconds=1)).astimezone(zone).date() + timedelta(days=1)
+    while day <= last:
+        for window in event_type.windows:
+            if day.weekday() not in window.days:
+                continue
+            first = datetime.combine(day, window.start, tzinfo=zone).astimezone(UTC)
+            window_end = datetime.combine(day, window.end, tzinfo=zone).astimezone(UTC)
+            offset = start - first
+            if offset >= _ZERO and offset % step == _ZERO and start + length <= window_end:
+                return True
+        day += timedelta(days=1)
+    return False
 
 
 def free_hosts(
@@ -58,14 +81,26 @@ def available_starts(
     start: datetime,
     end: datetime,
     now: datetime,
-    bookings: list[StoredBooking],
+    bookings: Iterable[StoredBooking],
     reserved: Iterable[datetime] = (),
 ) -> list[datetime]:
+    """Candidates with some host free; ``bookings`` need only hold those overlapping the window."""
     length = timedelta(minutes=event_type.length_minutes)
     held = set(reserved)
     notice = now + timedelta(minutes=event_type.minimum_notice_minutes)
-    return [
-        s
-        for s in candidate_starts(event_type, start, end)
-        if s >= notice and s not in held and free_hosts(event_type, s, s + length, bookings)
-    ]
+    host_ids = {h.id for h in event_type.hosts}
+    # Only blocking rows of this event type's hosts can make a candidate unavailable.
+    busy_rows = sorted((b for b in bookings if b.host_id in host_ids and b.blocks()), key=lambda b: b.start)
+    row_starts = [b.start for b in busy_rows]
+    longest = max((b.end - b.start for b in busy_rows), default=_ZERO)
+    found: list[datetime] = []
+    for s in candidate_starts(event_type, start, end):
+        if s < notice or s in held:
+            continue
+        e = s + length
+        lo = bisect_right(row_starts, s - max(longest, _ZERO))
+        hi = bisect_left(row_starts, e)
+        busy = {b.host_id for b in busy_rows[lo:hi] if b.overlaps(s, e)}
+        if any(h.id not in busy for h in event_type.hosts):
+            found.append(s)
+    return found
