@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from tests.factories import make_tenant
+
 from voicebook.booking.tenancy import CallContext, OfferingCache
 from voicebook.db.models import Service
 

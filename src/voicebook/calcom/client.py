@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import httpx
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from voicebook.calcom.errors import (
     NOTHING_SENT,
@@ -56,13 +56,11 @@ LIST_PAGE_SIZE = 100
 # A lookup that needs more pages than this is not a lookup; fail rather than loop or truncate.
 LIST_MAX_PAGES = 50
 
-M = TypeVar("M")
+M = TypeVar("M", bound=BaseModel)
 
-# Built once: parametrising ``Envelope[...]`` or building a validator per call costs more than parsing.
-BOOKING_ENVELOPE: TypeAdapter[Envelope[BookingOutput]] = TypeAdapter(Envelope[BookingOutput])
-RESERVATION_ENVELOPE: TypeAdapter[Envelope[ReservationOutput]] = TypeAdapter(Envelope[ReservationOutput])
-BOOKINGS_PAGE: TypeAdapter[BookingsPage] = TypeAdapter(BookingsPage)
-SLOTS_ENVELOPE: TypeAdapter[SlotsEnvelope] = TypeAdapter(SlotsEnvelope)
+# Parametrised once at import: ``Envelope[X]`` looks the generic up (or builds it) on every use.
+BookingEnvelope = Envelope[BookingOutput]
+ReservationEnvelope = Envelope[ReservationOutput]
 # One header mapping per API version, shared by every request (httpx only reads it).
 _VERSION_HEADERS = {
     version: {"cal-api-version": version} for version in (BOOKINGS_API_VERSION, SLOTS_API_VERSION)
@@ -101,7 +99,7 @@ class CalcomClient:
         response = await self._request(
             "slots.get", "GET", "/v2/slots", version=SLOTS_API_VERSION, params=params
         )
-        return self._parse(SLOTS_ENVELOPE, response, "slots.get", mutating=False).starts()
+        return self._parse(SlotsEnvelope, response, "slots.get", mutating=False).starts()
 
     async def create_booking(
         self,
@@ -191,7 +189,7 @@ class CalcomClient:
                 version=BOOKINGS_API_VERSION,
                 params=page_params,
             )
-            parsed = self._parse(BOOKINGS_PAGE, response, "bookings.list", mutating=False)
+            parsed = self._parse(BookingsPage, response, "bookings.list", mutating=False)
             found.extend(parsed.data)
             if not parsed.pagination.has_next_page:
                 return found
@@ -240,7 +238,7 @@ class CalcomClient:
             json=body.wire(),
             mutating=True,
         )
-        envelope = self._parse(RESERVATION_ENVELOPE, response, "slots.reserve", mutating=True)
+        envelope = self._parse(ReservationEnvelope, response, "slots.reserve", mutating=True)
         return envelope.data
 
     # --- plumbing -------------------------------------------------------------------------------
@@ -279,7 +277,11 @@ class CalcomClient:
         started = time.perf_counter()
         try:
             response = await self._http.request(
-                method, path, params=params, json=json, headers={"cal-api-version": version}
+                method,
+                path,
+                params=params,
+                json=json,
+                headers=_VERSION_HEADERS.get(version) or {"cal-api-version": version},
             )
         except httpx.TransportError as exc:
             self._report(endpoint, type(exc).__name__, started)
@@ -304,13 +306,11 @@ class CalcomClient:
             logger.exception("calcom on_response hook failed")
 
     def _booking(self, response: httpx.Response, endpoint: str, *, mutating: bool) -> BookingOutput:
-        return self._parse(BOOKING_ENVELOPE, response, endpoint, mutating=mutating).data
+        return self._parse(BookingEnvelope, response, endpoint, mutating=mutating).data
 
-    def _parse(
-        self, adapter: TypeAdapter[M], response: httpx.Response, endpoint: str, *, mutating: bool
-    ) -> M:
+    def _parse(self, model: type[M], response: httpx.Response, endpoint: str, *, mutating: bool) -> M:
         try:
-            return adapter.validate_json(response.content)
+            return model.model_validate_json(response.content)
         except ValidationError as exc:
             raise malformed_response(
                 endpoint, _validation_text(exc), mutating=mutating, secret=self._secret
