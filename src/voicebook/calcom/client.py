@@ -61,10 +61,6 @@ M = TypeVar("M", bound=BaseModel)
 # Parametrised once at import: ``Envelope[X]`` looks the generic up (or builds it) on every use.
 BookingEnvelope = Envelope[BookingOutput]
 ReservationEnvelope = Envelope[ReservationOutput]
-# One header mapping per API version, shared by every request (httpx only reads it).
-_VERSION_HEADERS = {
-    version: {"cal-api-version": version} for version in (BOOKINGS_API_VERSION, SLOTS_API_VERSION)
-}
 
 
 class CalcomClient:
@@ -255,8 +251,21 @@ class CalcomClient:
         mutating: bool = False,
         allow_404: bool = False,
     ) -> httpx.Response:
+        args = (endpoint, method, path, version, params, json, mutating, allow_404)
+        # Most calls succeed (or fail for good) at once; only a retryable failure needs the policy's
+        # controller, which is costly to build. It then starts from that failure as its first attempt,
+        # so attempts, waits and the budget are exactly what the policy alone would give.
+        try:
+            return await self._attempt(*args)
+        except RetryableFailure as exc:
+            first: RetryableFailure | None = exc
+
         async def attempt() -> httpx.Response:
-            return await self._attempt(endpoint, method, path, version, params, json, mutating, allow_404)
+            nonlocal first
+            if first is not None:
+                failure, first = first, None
+                raise failure
+            return await self._attempt(*args)
 
         try:
             return await retry_policy(self._sleep)(attempt)
@@ -277,11 +286,7 @@ class CalcomClient:
         started = time.perf_counter()
         try:
             response = await self._http.request(
-                method,
-                path,
-                params=params,
-                json=json,
-                headers=_VERSION_HEADERS.get(version) or {"cal-api-version": version},
+                method, path, params=params, json=json, headers={"cal-api-version": version}
             )
         except httpx.TransportError as exc:
             self._report(endpoint, type(exc).__name__, started)

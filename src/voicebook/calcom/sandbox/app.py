@@ -88,6 +88,8 @@ class Sandbox:
         await self.webhooks.drain()
 
     def emit(self, trigger: str, booking: StoredBooking, extra: dict[str, Any] | None = None) -> None:
+        if not self.webhooks.url:
+            return  # nothing would be sent, so do not build the body
         et = self.engine.event_type(booking.event_type_id)
         self.webhooks.send(webhook_body(trigger, booking, et, self.clock.now(), extra))
 
@@ -143,7 +145,6 @@ class Sandbox:
 
     async def serve(self, request: Request, endpoint: str, version: str, handler: Handler) -> Response:
         """Faults, rate-limit headers, version check and error envelopes around one endpoint."""
-        path = request.url.path
         fired = self.faults.draw(endpoint)
         for fault in fired:
             if fault.kind == "latency":
@@ -154,11 +155,11 @@ class Sandbox:
             if throttle is not None:
                 headers["X-RateLimit-Remaining-Default"] = "0"
                 headers["X-RateLimit-Reset-Default"] = str(throttle.reset_seconds)
-            return self._error(ApiError(429, THROTTLED), path, headers)
+            return self._error(ApiError(429, THROTTLED), request.url.path, headers)
         before = [f for f in fired if f.phase == "before" and _is_break(f)]
         after = [f for f in fired if f.phase == "after" and _is_break(f)]
         if before:
-            broken = await self._break(before[0], None, path, headers)
+            broken = await self._break(before[0], None, request, headers)
             if broken is not None:
                 return broken
         try:
@@ -168,16 +169,17 @@ class Sandbox:
             status, body = await handler(request, skip)
             response: Response = JSONResponse(body, status_code=status, headers=headers)
         except ApiError as error:
-            response = self._error(error, path, headers)
+            response = self._error(error, request.url.path, headers)
         if after:
-            broken = await self._break(after[0], response, path, headers)
+            broken = await self._break(after[0], response, request, headers)
             if broken is not None:
                 return broken
         return response
 
     async def _break(
-        self, fault: Fault, response: Response | None, path: str, headers: dict[str, str]
+        self, fault: Fault, response: Response | None, request: Request, headers: dict[str, str]
     ) -> Response | None:
+        path = request.url.path
         if fault.kind == "http_error":
             return self._error(ApiError(fault.status, "Internal server error"), path, headers)
         if fault.kind == "read_timeout":

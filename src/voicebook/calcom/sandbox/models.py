@@ -21,9 +21,24 @@ UID_LENGTH = 22
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
+# The largest multiple of the alphabet's size that fits a byte: bytes below it map uniformly.
+_UNBIASED_BYTES = 256 // len(FLICKR_BASE58) * len(FLICKR_BASE58)
+
+
 def new_uid() -> str:
-    """Same alphabet and length as Cal.com's short-uuid uids, so format checks behave alike."""
-    return "".join(secrets.choice(FLICKR_BASE58) for _ in range(UID_LENGTH))
+    """Same alphabet and length as Cal.com's short-uuid uids, so format checks behave alike.
+
+    Uniform over the alphabet like ``secrets.choice`` per character, but from one ``token_bytes``
+    call (rejection sampling) instead of 22 calls into the system RNG.
+    """
+    chars: list[str] = []
+    while len(chars) < UID_LENGTH:
+        chars.extend(
+            FLICKR_BASE58[byte % len(FLICKR_BASE58)]
+            for byte in secrets.token_bytes(UID_LENGTH + 8)
+            if byte < _UNBIASED_BYTES
+        )
+    return "".join(chars[:UID_LENGTH])
 
 
 @dataclass(frozen=True, slots=True)
