@@ -26,6 +26,9 @@ _RANKED = f"""
            ROW_NUMBER() OVER (PARTITION BY calcom_booking_uid ORDER BY created_at, id) AS rn,
            FIRST_VALUE(id) OVER (PARTITION BY calcom_booking_uid ORDER BY created_at, id) AS kept_id
     FROM appointments
+    WHERE calcom_booking_uid IN (
+        SELECT calcom_booking_uid FROM appointments GROUP BY calcom_booking_uid HAVING COUNT(*) > 1
+    )
 """
 
 
