@@ -5,7 +5,11 @@
           ╲→ failed (nothing booked; a new try may take it over)   rejected (guards refused the answer)
 
 Every transition is one UPDATE guarded by the expected state, so two workers can never both move an
-attempt; the claim itself is an insert-or-nothing on the unique idempotency key.
+attempt; the claim itself is an insert-or-nothing on the unique idempotency key. On the caller's path an
+accepted booking goes from ``sent`` straight to ``recorded`` in the one transaction that writes the
+appointment (nothing is gained by committing ``confirmed`` first: a crash before that commit leaves
+``sent``, which the reconciler resolves by lookup). ``confirmed`` is the reconciler's step: a booking it
+found upstream, made durable before it records it.
 """
 
 from __future__ import annotations
