@@ -7,7 +7,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tests.factories import make_tenant
 from tests.fakes import FakeCalendar
@@ -174,6 +174,25 @@ class TestBook:
         async with sessionmaker() as session:
             assert (await session.execute(select(BookingAttempt.state))).scalar_one() == "unknown"
         assert await _count(sessionmaker, Appointment) == 0
+
+    async def test_retry_after_a_dead_holder_recreates_when_the_lookup_finds_nothing(
+        self, sessionmaker: Sm
+    ) -> None:
+        cal = FakeCalendar(
+            slots=[START], create_errors=[OutcomeUnknown("reset")], lookup_error=CalendarUnavailable("down")
+        )
+        ts = await make_tenant(sessionmaker)
+        assert (await _book(sessionmaker, cal, tenant_service=ts)).status == "in_progress"
+        async with sessionmaker() as session, session.begin():  # the first holder is long gone
+            await session.execute(
+                update(BookingAttempt).values(locked_until=datetime.now(UTC) - timedelta(minutes=1))
+            )
+        cal.lookup_error = None
+        retried = await _book(sessionmaker, cal, tenant_service=ts)
+        assert retried.status == "booked"
+        assert len(cal.requests) == 2
+        assert len(cal.bookings) == 1
+        assert await _count(sessionmaker, Appointment) == 1
 
     async def test_slot_taken_offers_alternatives(self, sessionmaker: Sm) -> None:
         later = START + timedelta(hours=1)

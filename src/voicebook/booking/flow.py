@@ -158,7 +158,9 @@ async def _continue(flow: Flow, attempt: BookingAttempt) -> outcomes.Outcome:
         booking = await flow.gateway.get_booking(attempt.calcom_booking_uid)
         if booking is not None:
             return await _record(flow, attempt, booking)
-    return await _resolve(flow, attempt, allow_recreate=False)
+    # The previous holder is gone (its lock expired): an authoritative "not found" means its request
+    # never took effect, so one new create is right; a failed lookup still answers "in progress".
+    return await _resolve(flow, attempt, allow_recreate=True)
 
 
 async def _reload(flow: Flow, attempt_id: int) -> BookingAttempt:
@@ -201,7 +203,13 @@ def _expected(
     )
 
 
-async def _send(flow: Flow, attempt: BookingAttempt, *, allow_recreate: bool = True) -> outcomes.Outcome:
+async def _send(
+    flow: Flow,
+    attempt: BookingAttempt,
+    *,
+    allow_recreate: bool = True,
+    from_states: tuple[str, ...] = (attempts.CLAIMED, attempts.UNKNOWN),
+) -> outcomes.Outcome:
     """Mark ``sent`` (committed) and only then ask Cal.com; map each failure to what really happened."""
     now = flow.now()
     first_sent_at = attempt.first_sent_at or now
@@ -209,7 +217,7 @@ async def _send(flow: Flow, attempt: BookingAttempt, *, allow_recreate: bool = T
         moved = await attempts.move(
             session,
             attempt.id,
-            (attempts.CLAIMED, attempts.UNKNOWN),
+            from_states,
             attempts.SENT,
             now,
             first_sent_at=first_sent_at,
@@ -295,9 +303,9 @@ async def _resolve(flow: Flow, attempt: BookingAttempt, *, allow_recreate: bool)
         first_sent = attempt.first_sent_at or flow.now()
         expected = _expected(attempt, first_sent, first_sent)
         return await _accept(flow, attempt, ours[0], expected)
-    if allow_recreate and attempt.state == attempts.UNKNOWN:
+    if allow_recreate and attempt.state in (attempts.UNKNOWN, attempts.SENT):
         log.info("attempt.recreate", detail="authoritative lookup found nothing")
-        return await _send(flow, attempt, allow_recreate=False)
+        return await _send(flow, attempt, allow_recreate=False, from_states=(attempt.state,))
     return outcomes.Outcome(outcomes.IN_PROGRESS, reason="unconfirmed")
 
 
