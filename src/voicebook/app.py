@@ -39,7 +39,6 @@ def create_app(settings: Settings | None = None, *, calendar: CalendarHandle | N
         app.state.engine = engine
         app.state.sessionmaker = sessionmaker
         app.state.calendar = handle.gateway
-        app.state.calendar_handle = handle
         app.state.sandbox = handle.sandbox
         app.state.offerings = OfferingCache()
         log.info(

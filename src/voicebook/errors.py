@@ -4,10 +4,10 @@ Every expected outcome is a subclass that knows the HTTP status it maps to, so t
 them in one place and never answers with a traceback::
 
     VoicebookError
-    ├── ConfigurationError            (settings or tenants file unusable)
     ├── TenantFileError               (a tenants YAML that cannot be loaded)
-    └── booking.errors.BookingError   (domain outcomes; see that module)
-        └── booking.errors.CalendarError (what a calendar backend can answer)
+    ├── retell.errors.ArgumentError   (an argument the agent sent cannot be used)
+    └── booking.errors.BookingError
+        └── booking.errors.CalendarError (what a calendar backend can answer; see that module)
 """
 
 from __future__ import annotations
@@ -21,10 +21,6 @@ class VoicebookError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
-
-
-class ConfigurationError(VoicebookError):
-    """A setting makes the service unsafe or impossible to run."""
 
 
 class TenantFileError(VoicebookError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time as clock
+from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -82,6 +83,16 @@ def render(outcome: outcomes.Outcome, tenant: service.Tenant, offered: list[str]
     )
 
 
+@dataclass(frozen=True)
+class FunctionDeps:
+    """What answering a function call needs from the app, passed as one value."""
+
+    sessionmaker: async_sessionmaker[AsyncSession]
+    calendar: CalendarGateway
+    policy: BookingPolicy
+    offerings: service.OfferingCache
+
+
 def _plain(status: str, message: str) -> FunctionAnswer:
     return FunctionAnswer(ok=False, status=status, message=message)
 
@@ -90,16 +101,13 @@ async def answer(
     name: str,
     body: dict[str, object],
     header_call_id: str | None,
-    sessionmaker: async_sessionmaker[AsyncSession],
-    calendar: CalendarGateway,
-    policy: BookingPolicy,
-    offerings: service.OfferingCache,
+    deps: FunctionDeps,
 ) -> FunctionAnswer:
     started = clock.perf_counter()
     label = name if name in arguments.FUNCTION_NAMES else "unknown"
     try:
         async with asyncio.timeout(FUNCTION_BUDGET_SECONDS.get(name, DEFAULT_BUDGET_SECONDS)):
-            return await _answer(name, body, header_call_id, sessionmaker, calendar, policy, offerings)
+            return await _answer(name, body, header_call_id, deps)
     except (SQLAlchemyError, OSError, TimeoutError) as exc:
         log.error("function.upstream_error", function=label, error=type(exc).__name__)
         return _plain(outcomes.UPSTREAM_ERROR, messages.upstream_error(None))
@@ -114,10 +122,7 @@ async def _answer(
     name: str,
     body: dict[str, object],
     header_call_id: str | None,
-    sessionmaker: async_sessionmaker[AsyncSession],
-    calendar: CalendarGateway,
-    policy: BookingPolicy,
-    offerings: service.OfferingCache,
+    deps: FunctionDeps,
 ) -> FunctionAnswer:
     if name not in arguments.FUNCTION_NAMES:
         return _plain(
@@ -130,8 +135,8 @@ async def _answer(
         )
     ctx = service.CallContext(call.call_id, call.from_number, call.to_number)
     structlog.contextvars.bind_contextvars(call_id=call.call_id, function=name)
-    async with sessionmaker() as session:
-        offering = await offerings.get(session, ctx)
+    async with deps.sessionmaker() as session:
+        offering = await deps.offerings.get(session, ctx)
     if offering is None:
         return _plain(outcomes.NOT_FOUND, messages.unknown_number(None))
     tenant, offered = offering.tenant, offering.names
@@ -139,7 +144,7 @@ async def _answer(
     tz = ZoneInfo(tenant.timezone)
     try:
         command = arguments.parse_arguments(
-            name, args, tz=tz, region=tenant.country, now=policy.clock(), caller_phone=call.from_number
+            name, args, tz=tz, region=tenant.country, now=deps.policy.clock(), caller_phone=call.from_number
         )
     except ArgumentError as exc:
         if name == "book_appointment":
@@ -150,7 +155,7 @@ async def _answer(
         svc = offering.find(command.service)
         if svc is None:
             return render(outcomes.Outcome(outcomes.NOT_FOUND, reason="unknown_service"), tenant, offered)
-    outcome = await _run(command, svc, tenant, ctx, sessionmaker, calendar, policy)
+    outcome = await _run(command, svc, tenant, ctx, deps)
     return render(outcome, tenant, offered)
 
 
@@ -159,11 +164,10 @@ async def _run(
     svc: service.ServiceRef | None,
     tenant: service.Tenant,
     ctx: service.CallContext,
-    sessionmaker: async_sessionmaker[AsyncSession],
-    calendar: CalendarGateway,
-    policy: BookingPolicy,
+    deps: FunctionDeps,
 ) -> outcomes.Outcome:
     tz = ZoneInfo(tenant.timezone)
+    sessionmaker, calendar, policy = deps.sessionmaker, deps.calendar, deps.policy
     try:
         if isinstance(command, arguments.CheckAvailability) and svc is not None:
             return await service.check_availability(

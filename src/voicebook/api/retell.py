@@ -30,6 +30,5 @@ async def function_call(
     offerings: OfferingsDep,
     x_retell_call_id: Annotated[str | None, Header()] = None,
 ) -> FunctionAnswer:
-    return await functions.answer(
-        name, body.data, x_retell_call_id, sessionmaker, calendar, policy, offerings
-    )
+    deps = functions.FunctionDeps(sessionmaker, calendar, policy, offerings)
+    return await functions.answer(name, body.data, x_retell_call_id, deps)

@@ -27,7 +27,6 @@ from voicebook.db.queries import insert_or_nothing
 CLAIMED, SENT, UNKNOWN, CONFIRMED, RECORDED = "claimed", "sent", "unknown", "confirmed", "recorded"
 FAILED, REJECTED = "failed", "rejected"
 IN_FLIGHT = (CLAIMED, SENT, UNKNOWN, CONFIRMED)
-OPEN_UPSTREAM = (SENT, UNKNOWN)  # Cal.com may hold a booking we have not seen
 
 
 async def claim(session: AsyncSession, values: dict[str, Any], now: datetime, lock_seconds: float) -> bool:

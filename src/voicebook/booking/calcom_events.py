@@ -36,7 +36,7 @@ from voicebook.db.queries import insert_or_nothing
 
 log = structlog.get_logger("voicebook.calcom_events")
 
-CREATED_EXTERNAL, UPDATED, CANCELLED, RESCHEDULED = "created_external", "updated", "cancelled", "rescheduled"
+CREATED_EXTERNAL, CANCELLED, RESCHEDULED = "created_external", "cancelled", "rescheduled"
 IGNORED, UNCHANGED, OURS_PENDING, OURS_ORPHAN = "ignored", "unchanged", "ours_pending", "ours_orphan"
 
 CREATE_TRIGGERS = {"BOOKING_CREATED", "BOOKING_REQUESTED"}
@@ -101,8 +101,7 @@ async def apply_calcom_event(session: AsyncSession, event: dict[str, Any]) -> st
     repeat, a late event, or a lost race with the booking flow), ``ours_pending`` (carries one of our
     in-flight attempt ids: the flow or the reconciler records it), ``ours_orphan`` (carries the id of an
     attempt that was not kept: the reconciler cancels it), ``ignored`` (a trigger we do not track, or a
-    payload without uid or times). ``updated`` is reserved for field changes on an existing uid and is
-    not produced today. Runs in the caller's transaction; flushes, never commits; never raises on a
+    payload without uid or times). Runs in the caller's transaction; flushes, never commits; never raises on a
     malformed payload (a 5xx would only make Cal.com resend the same body).
     """
     trigger = event.get("triggerEvent")

@@ -1,15 +1,16 @@
-"""Domain outcomes of booking, and what a calendar backend can answer.
+"""What a calendar backend can answer, as the booking domain sees it.
 
 VoicebookError
 └── BookingError
-    ├── CalendarError                 (raised by a CalendarGateway)
-    │   ├── SlotUnavailable           the slot is taken or not offered (nothing was booked)
-    │   ├── CalendarRejected          any other refusal (4xx): status, code, message
-    │   ├── CalendarUnavailable       nothing took effect (connect error, 5xx before processing)
-    │   │   └── RateLimited           429; reset_seconds says when to try again
-    │   └── OutcomeUnknown            the request may have taken effect (read timeout, reset after send)
-    ├── AttemptConflict               same idempotency key, different parameters
-    └── ForeignBooking                the calendar answered with a booking that is not ours
+    └── CalendarError                 (raised by a CalendarGateway)
+        ├── SlotUnavailable           the slot is taken or not offered (nothing was booked)
+        ├── CalendarRejected          any other refusal (4xx): status, code, message
+        ├── CalendarUnavailable       nothing took effect (connect error, 5xx before processing)
+        │   └── RateLimited           429; reset_seconds says when to try again
+        └── OutcomeUnknown            the request may have taken effect (read timeout, reset after send)
+
+Business outcomes of a booking (a slot taken, a foreign booking refused, a conflicting retry) are not
+exceptions: the use cases answer them as ``booking.outcomes.Outcome``.
 """
 
 from __future__ import annotations
@@ -65,15 +66,3 @@ class OutcomeUnknown(CalendarError):
     """The request may have reached the calendar and taken effect: resolve by lookup, never resend."""
 
     status_code = 504
-
-
-class AttemptConflict(BookingError):
-    """The same idempotency key arrived with different parameters (another name or e-mail)."""
-
-    status_code = 409
-
-
-class ForeignBooking(BookingError):
-    """The calendar answered with a booking that belongs to someone else."""
-
-    status_code = 409
