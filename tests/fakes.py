@@ -31,10 +31,6 @@ class FakeCalendar:
     now: datetime | None = None
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
-    @property
-    def is_sandbox(self) -> bool:
-        return True
-
     def _clock(self) -> datetime:
         return self.now or datetime.now(UTC)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from voicebook.cli import app
+from voicebook.cli.main import app
 
 EXAMPLE = Path(__file__).parents[1] / "examples" / "tenants.yaml"
 

@@ -1,3 +1,3 @@
-from voicebook.cli import app
+from voicebook.cli.main import app
 
 app()

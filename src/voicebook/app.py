@@ -12,13 +12,13 @@ import structlog
 from fastapi import FastAPI
 
 from voicebook import __version__
-from voicebook.api import admin, ops, retell, webhooks
 from voicebook.api import errors as api_errors
-from voicebook.api.deps import policy_from
-from voicebook.booking.reconciler import run_periodically
+from voicebook.api import ops, retell, webhooks
+from voicebook.api.admin import routes as admin
+from voicebook.booking.reconcile.driver import run_periodically
 from voicebook.booking.tenancy import OfferingCache
-from voicebook.calendar_factory import CalendarHandle, open_calendar
-from voicebook.db.session import describe_url, make_engine, make_sessionmaker
+from voicebook.bootstrap import CalendarHandle, booking_policy, database, open_calendar
+from voicebook.db.session import describe_url
 from voicebook.logging import configure_logging
 from voicebook.settings import Settings, get_settings
 
@@ -32,8 +32,7 @@ def create_app(settings: Settings | None = None, *, calendar: CalendarHandle | N
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.database_url)
-        sessionmaker = make_sessionmaker(engine)
+        engine, sessionmaker = database(settings)
         handle = calendar or await open_calendar(settings, sessionmaker)
         app.state.settings = settings
         app.state.engine = engine
@@ -41,11 +40,12 @@ def create_app(settings: Settings | None = None, *, calendar: CalendarHandle | N
         app.state.calendar = handle.gateway
         app.state.sandbox = handle.sandbox
         app.state.offerings = OfferingCache()
+        app.state.policy = booking_policy(settings)
         log.info(
             "app.started",
             version=__version__,
             database=describe_url(settings.database_url),
-            calcom="sandbox" if handle.gateway.is_sandbox else settings.calcom_base_url,
+            calcom="sandbox" if handle.sandbox is not None else settings.calcom_base_url,
             duplicate_prevention=settings.duplicate_prevention_enabled,
         )
         if not settings.duplicate_prevention_enabled:
@@ -67,7 +67,7 @@ def create_app(settings: Settings | None = None, *, calendar: CalendarHandle | N
                 run_periodically(
                     sessionmaker,
                     handle.gateway,
-                    policy_from(settings),
+                    app.state.policy,
                     interval_seconds=settings.reconcile_interval_seconds,
                     owner=f"{socket.gethostname()[:40]}:{os.getpid()}",
                     stop=stop,

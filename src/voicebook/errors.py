@@ -5,6 +5,9 @@ them in one place and never answers with a traceback::
 
     VoicebookError
     ├── TenantFileError               (a tenants YAML that cannot be loaded)
+    ├── InvariantViolated             (the database contradicts a guarantee: a bug or a manual edit)
+    ├── ReportWindowError             (a report window that is empty, reversed or not time-zone aware)
+    ├── db.duplicates.RestoreError    (an archived duplicate that cannot be put back)
     ├── retell.errors.ArgumentError   (an argument the agent sent cannot be used)
     └── booking.errors.BookingError
         └── booking.errors.CalendarError (what a calendar backend can answer; see that module)
@@ -27,3 +30,13 @@ class TenantFileError(VoicebookError):
     """A tenants file that cannot be loaded; the message names file, entry and problem."""
 
     status_code = 422
+
+
+class InvariantViolated(VoicebookError):
+    """Something the database guarantees did not hold (a bug, or rows edited by hand); never expected."""
+
+
+class ReportWindowError(VoicebookError):
+    """A report window the caller got wrong (naive datetimes, or start not before end)."""
+
+    status_code = 400

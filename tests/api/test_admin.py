@@ -11,9 +11,11 @@ from pydantic import SecretStr
 from sqlalchemy import insert, select
 from tests.e2e.harness import running_service
 
-from voicebook.api.admin import COOKIE, build_chart, pick_language, session_cookie
-from voicebook.booking.report import HourBucket
+from voicebook.api.admin.auth import COOKIE, session_cookie
+from voicebook.api.admin.chart import build_chart
+from voicebook.api.admin.language import pick_language
 from voicebook.db.models import BookingAttempt, GuardEvent
+from voicebook.reporting.dashboard import HourBucket
 
 TOKEN = "admin-test-token-5f1c"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

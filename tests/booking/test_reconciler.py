@@ -14,10 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tests.factories import make_tenant
 from tests.fakes import FakeCalendar
 
-from voicebook.booking import reconciler
 from voicebook.booking.errors import CalendarUnavailable
 from voicebook.booking.identity import idempotency_key
 from voicebook.booking.policy import BookingPolicy
+from voicebook.booking.reconcile import driver as reconciler
+from voicebook.booking.reconcile.context import ReconcileSummary
 from voicebook.booking.tenancy import ServiceRef, Tenant
 from voicebook.booking.types import Attendee, BookingQuery, CalendarBooking
 from voicebook.db.models import Appointment, BookingAttempt, GuardEvent
@@ -143,9 +144,7 @@ async def _verdicts(sm: Sm) -> list[str]:
         return list(rows.scalars())
 
 
-async def _once(
-    sm: Sm, cal: FakeCalendar, owner: str = "worker-a", **kw: float
-) -> reconciler.ReconcileSummary:
+async def _once(sm: Sm, cal: FakeCalendar, owner: str = "worker-a", **kw: float) -> ReconcileSummary:
     return await reconciler.reconcile_once(sm, cal, POLICY, owner=owner, **kw)  # type: ignore[arg-type]
 
 
@@ -372,13 +371,13 @@ async def test_run_periodically_survives_a_failing_pass(monkeypatch: pytest.Monk
     stop = asyncio.Event()
     calls: list[str] = []
 
-    async def fake_once(*_args: object, owner: str, **_kw: object) -> reconciler.ReconcileSummary:
+    async def fake_once(*_args: object, owner: str, **_kw: object) -> ReconcileSummary:
         calls.append(owner)
         if len(calls) == 1:
             raise RuntimeError("database restarting")
         if len(calls) == 3:
             stop.set()
-        return reconciler.ReconcileSummary()
+        return ReconcileSummary()
 
     monkeypatch.setattr(reconciler, "reconcile_once", fake_once)
     await asyncio.wait_for(

@@ -13,8 +13,8 @@ from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from voicebook.app import create_app
+from voicebook.bootstrap import CalendarHandle, sandbox_gateway
 from voicebook.calcom.sandbox import Sandbox, event_type_from_service
-from voicebook.calendar_factory import CalendarHandle, sandbox_gateway
 from voicebook.db.session import make_engine, make_sessionmaker, transaction
 from voicebook.db.tenants import load_tenants, parse_tenants
 from voicebook.retell.requests import function_call_body, signed

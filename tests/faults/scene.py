@@ -120,12 +120,11 @@ async def reconcile(env: Env, *, ahead: timedelta = timedelta(minutes=5), **kw: 
     ``ahead`` moves the reconciler's clock forward so the booking flow's attempt locks (30 s by default)
     count as expired without the test sleeping through them.
     """
-    from voicebook.api.deps import policy_from
-    from voicebook.booking.reconciler import reconcile_once
-    from voicebook.calendar_factory import sandbox_gateway
+    from voicebook.booking.reconcile.driver import reconcile_once
+    from voicebook.bootstrap import booking_policy, sandbox_gateway
 
     gateway, http = sandbox_gateway(env.sandbox)
-    policy = dataclasses.replace(policy_from(env.settings), clock=lambda: utc_now() + ahead)
+    policy = dataclasses.replace(booking_policy(env.settings), clock=lambda: utc_now() + ahead)
     try:
         return await reconcile_once(env.sessionmaker, gateway, policy, owner="fault-suite", **kw)
     finally:

@@ -181,8 +181,8 @@ async def reconcile_over_http(procs: Processes) -> str:
     if code == 0:
         return out
     assert "No such command" in out, out
-    from voicebook.api.deps import policy_from
-    from voicebook.booking.reconciler import reconcile_once
+    from voicebook.booking.reconcile.driver import reconcile_once
+    from voicebook.bootstrap import booking_policy
     from voicebook.calcom.client import CalcomClient
     from voicebook.calcom.gateway import CalcomGateway
     from voicebook.calcom.transport import build_http_client
@@ -192,9 +192,9 @@ async def reconcile_over_http(procs: Processes) -> str:
     http = build_http_client(procs.sandbox_url, CALCOM_KEY, 10.0)
     engine = make_engine(settings.database_url)
     try:
-        gateway = CalcomGateway(CalcomClient(http), is_sandbox=False)
+        gateway = CalcomGateway(CalcomClient(http))
         summary = await reconcile_once(
-            make_sessionmaker(engine), gateway, policy_from(settings), owner="fault-suite-cli"
+            make_sessionmaker(engine), gateway, booking_policy(settings), owner="fault-suite-cli"
         )
         return f"recorded {summary.recorded}, rows {summary.rows}"
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -10,9 +11,10 @@ import structlog
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from voicebook.booking.policy import BookingPolicy, GuardPolicy
+from voicebook.booking.policy import BookingPolicy
 from voicebook.booking.ports import CalendarGateway
 from voicebook.booking.tenancy import OfferingCache
+from voicebook.calcom.webhooks import signature_matches
 from voicebook.retell.signature import verify_signature
 from voicebook.settings import Settings
 
@@ -34,28 +36,51 @@ def get_calendar(request: Request) -> CalendarGateway:
     return calendar
 
 
-def policy_from(settings: Settings) -> BookingPolicy:
-    return BookingPolicy(
-        guards=GuardPolicy(
-            enabled=settings.duplicate_prevention_enabled,
-            stale_booking_seconds=settings.stale_booking_seconds,
-            clock_skew_seconds=settings.clock_skew_seconds,
-        ),
-        fallback_email_template=settings.fallback_email_template,
-        lock_seconds=settings.attempt_lock_seconds,
-        resolve_budget_seconds=settings.resolve_budget_seconds,
-    )
-
-
 def get_policy(request: Request) -> BookingPolicy:
-    policy: BookingPolicy | None = getattr(request.app.state, "policy", None)
-    return policy or policy_from(request.app.state.settings)
+    policy: BookingPolicy = request.app.state.policy
+    return policy
 
 
 @dataclass(frozen=True)
 class SignedBody:
     raw: bytes
     data: dict[str, Any]
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One transaction per request: committed when the endpoint returns, rolled back when it raises.
+
+    The endpoint (and the domain functions it calls) only flush; this dependency owns the commit. The
+    write-ahead booking and change attempts are the documented exception: they take the sessionmaker,
+    because their intent must be committed before Cal.com is called.
+    """
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    async with sessionmaker() as session, session.begin():
+        yield session
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise HTTPException(status_code=400, detail="body is not JSON") from None
+    if not isinstance(data, dict):
+        raise HTTPException(status_code=400, detail="body is not a JSON object")
+    return data
+
+
+async def verified_calcom_body(request: Request) -> SignedBody:
+    """Check ``X-Cal-Signature-256`` over the raw bytes with the configured secret, then parse."""
+    settings: Settings = request.app.state.settings
+    raw = await request.body()
+    secret = settings.calcom_webhook_secret
+    if secret is None or not secret.get_secret_value():
+        log.warning("calcom.webhook_refused", detail="VOICEBOOK_CALCOM_WEBHOOK_SECRET is unset")
+        raise HTTPException(status_code=401)
+    if not signature_matches(raw, request.headers.get("x-cal-signature-256"), secret.get_secret_value()):
+        log.warning("calcom.signature_rejected")
+        raise HTTPException(status_code=401)
+    return SignedBody(raw, _json_object(raw))
 
 
 async def verified_retell_body(request: Request) -> SignedBody:
@@ -69,19 +94,11 @@ async def verified_retell_body(request: Request) -> SignedBody:
     elif not settings.retell_insecure_dev_mode:
         log.warning("retell.unsigned_refused", path=request.url.path)
         raise HTTPException(status_code=401)
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise HTTPException(status_code=400, detail="body is not JSON") from None
-    if not isinstance(data, dict):
-        raise HTTPException(status_code=400, detail="body is not a JSON object")
-    return SignedBody(raw, data)
+    return SignedBody(raw, _json_object(raw))
 
 
 def get_offerings(request: Request) -> OfferingCache:
-    cache: OfferingCache | None = getattr(request.app.state, "offerings", None)
-    if cache is None:
-        cache = request.app.state.offerings = OfferingCache()
+    cache: OfferingCache = request.app.state.offerings
     return cache
 
 
@@ -91,3 +108,5 @@ CalendarDep = Annotated[CalendarGateway, Depends(get_calendar)]
 PolicyDep = Annotated[BookingPolicy, Depends(get_policy)]
 OfferingsDep = Annotated[OfferingCache, Depends(get_offerings)]
 RetellBody = Annotated[SignedBody, Depends(verified_retell_body)]
+CalcomBody = Annotated[SignedBody, Depends(verified_calcom_body)]
+SessionDep = Annotated[AsyncSession, Depends(get_session)]

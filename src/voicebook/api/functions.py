@@ -20,10 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from voicebook import metrics
 from voicebook.api.schemas import AppointmentOut, FunctionAnswer
-from voicebook.booking import outcomes, service
+from voicebook.booking import availability, changes, flow, outcomes
 from voicebook.booking.errors import CalendarError
 from voicebook.booking.policy import BookingPolicy
 from voicebook.booking.ports import CalendarGateway
+from voicebook.booking.tenancy import CallContext, OfferingCache, ServiceRef, Tenant
+from voicebook.booking.types import AnswerStatus
+from voicebook.errors import InvariantViolated
 from voicebook.retell import arguments, messages
 from voicebook.retell.errors import ArgumentError
 from voicebook.retell.schemas import split_function_body
@@ -38,7 +41,7 @@ def _iso(dt: datetime, tz: ZoneInfo) -> str:
     return dt.astimezone(tz).isoformat()
 
 
-def render(outcome: outcomes.Outcome, tenant: service.Tenant, offered: list[str]) -> FunctionAnswer:
+def render(outcome: outcomes.Outcome, tenant: Tenant, offered: list[str]) -> FunctionAnswer:
     tz, loc = ZoneInfo(tenant.timezone), tenant.locale
     status = outcome.status
     appointment = None
@@ -47,25 +50,25 @@ def render(outcome: outcomes.Outcome, tenant: service.Tenant, offered: list[str]
         appointment = AppointmentOut(
             id=a.id, calcom_booking_uid=a.calcom_booking_uid, start=_iso(a.start, tz), service=a.service
         )
-    if status == outcomes.BOOKED and outcome.appointment:
+    if status == AnswerStatus.BOOKED and outcome.appointment:
         message = messages.booked(outcome.appointment.service, outcome.appointment.start, tz, loc)
-    elif status == outcomes.AVAILABLE:
+    elif status == AnswerStatus.AVAILABLE:
         message = messages.available(outcome.slots, tz, loc)
-    elif status == outcomes.SLOT_UNAVAILABLE:
+    elif status == AnswerStatus.SLOT_UNAVAILABLE:
         message = messages.slot_unavailable(outcome.alternatives, tz, loc)
-    elif status == outcomes.REJECTED_DUPLICATE:
+    elif status == AnswerStatus.REJECTED_DUPLICATE:
         message = messages.rejected_duplicate(outcome.alternatives, tz, loc)
-    elif status == outcomes.IN_PROGRESS:
+    elif status == AnswerStatus.IN_PROGRESS:
         message = messages.in_progress(loc)
-    elif status == outcomes.CANCELLED and outcome.appointment:
+    elif status == AnswerStatus.CANCELLED and outcome.appointment:
         message = messages.cancelled(outcome.appointment.start, tz, loc)
-    elif status == outcomes.RESCHEDULED and outcome.appointment:
+    elif status == AnswerStatus.RESCHEDULED and outcome.appointment:
         message = messages.rescheduled(outcome.appointment.start, tz, loc)
-    elif status == outcomes.NOT_FOUND and outcome.reason == "unknown_service":
+    elif status == AnswerStatus.NOT_FOUND and outcome.reason == "unknown_service":
         message = messages.service_not_found(offered, loc)
-    elif status == outcomes.NOT_FOUND:
+    elif status == AnswerStatus.NOT_FOUND:
         message = messages.appointment_not_found(loc)
-    elif status == outcomes.INVALID_INPUT:
+    elif status == AnswerStatus.INVALID_INPUT:
         message = messages.invalid_input(ArgumentError("start", "invalid"), loc)
         if outcome.reason == "attempt_conflict":
             message = messages.attempt_conflict(loc)
@@ -90,7 +93,7 @@ class FunctionDeps:
     sessionmaker: async_sessionmaker[AsyncSession]
     calendar: CalendarGateway
     policy: BookingPolicy
-    offerings: service.OfferingCache
+    offerings: OfferingCache
 
 
 def _plain(status: str, message: str) -> FunctionAnswer:
@@ -110,10 +113,10 @@ async def answer(
             return await _answer(name, body, header_call_id, deps)
     except (SQLAlchemyError, OSError, TimeoutError) as exc:
         log.error("function.upstream_error", function=label, error=type(exc).__name__)
-        return _plain(outcomes.UPSTREAM_ERROR, messages.upstream_error(None))
+        return _plain(AnswerStatus.UPSTREAM_ERROR, messages.upstream_error(None))
     except Exception as exc:  # the agent must always get something it can say; never a 500
         log.exception("function.unexpected_error", function=label, error=type(exc).__name__)
-        return _plain(outcomes.UPSTREAM_ERROR, messages.upstream_error(None))
+        return _plain(AnswerStatus.UPSTREAM_ERROR, messages.upstream_error(None))
     finally:
         metrics.FUNCTION_CALL_SECONDS.labels(function=label).observe(clock.perf_counter() - started)
 
@@ -126,19 +129,19 @@ async def _answer(
 ) -> FunctionAnswer:
     if name not in arguments.FUNCTION_NAMES:
         return _plain(
-            outcomes.NOT_FOUND, messages.invalid_input(ArgumentError("name", "unknown_function"), None)
+            AnswerStatus.NOT_FOUND, messages.invalid_input(ArgumentError("name", "unknown_function"), None)
         )
     args, call = split_function_body(body, header_call_id)
     if call is None:
         return _plain(
-            outcomes.INVALID_INPUT, messages.invalid_input(ArgumentError("call_id", "missing"), None)
+            AnswerStatus.INVALID_INPUT, messages.invalid_input(ArgumentError("call_id", "missing"), None)
         )
-    ctx = service.CallContext(call.call_id, call.from_number, call.to_number)
+    ctx = CallContext(call.call_id, call.from_number, call.to_number)
     structlog.contextvars.bind_contextvars(call_id=call.call_id, function=name)
     async with deps.sessionmaker() as session:
         offering = await deps.offerings.get(session, ctx)
     if offering is None:
-        return _plain(outcomes.NOT_FOUND, messages.unknown_number(None))
+        return _plain(AnswerStatus.NOT_FOUND, messages.unknown_number(None))
     tenant, offered = offering.tenant, offering.names
     structlog.contextvars.bind_contextvars(company=tenant.slug)
     tz = ZoneInfo(tenant.timezone)
@@ -149,41 +152,41 @@ async def _answer(
     except ArgumentError as exc:
         if name == "book_appointment":
             metrics.BOOKING_ATTEMPTS.labels(outcome="invalid_input").inc()
-        return _plain(outcomes.INVALID_INPUT, messages.invalid_input(exc, tenant.locale))
+        return _plain(AnswerStatus.INVALID_INPUT, messages.invalid_input(exc, tenant.locale))
     svc = None
     if isinstance(command, arguments.CheckAvailability | arguments.BookAppointment):
         svc = offering.find(command.service)
         if svc is None:
-            return render(outcomes.Outcome(outcomes.NOT_FOUND, reason="unknown_service"), tenant, offered)
+            return render(outcomes.Outcome(AnswerStatus.NOT_FOUND, reason="unknown_service"), tenant, offered)
     outcome = await _run(command, svc, tenant, ctx, deps)
     return render(outcome, tenant, offered)
 
 
 async def _run(
     command: arguments.Command,
-    svc: service.ServiceRef | None,
-    tenant: service.Tenant,
-    ctx: service.CallContext,
+    svc: ServiceRef | None,
+    tenant: Tenant,
+    ctx: CallContext,
     deps: FunctionDeps,
 ) -> outcomes.Outcome:
     tz = ZoneInfo(tenant.timezone)
     sessionmaker, calendar, policy = deps.sessionmaker, deps.calendar, deps.policy
     try:
         if isinstance(command, arguments.CheckAvailability) and svc is not None:
-            return await service.check_availability(
+            return await availability.check(
                 calendar, svc.event_type_id, command.day, command.time_of_day, tz, policy.clock()
             )
         if isinstance(command, arguments.BookAppointment) and svc is not None:
-            args = service.BookArgs(
+            args = flow.BookArgs(
                 svc, command.start, command.name, command.phone, command.email, command.notes
             )
-            return await service.book(sessionmaker, calendar, policy, tenant, ctx, args)
+            return await flow.book(sessionmaker, calendar, policy, tenant, ctx, args)
         if isinstance(command, arguments.CancelAppointment):
-            return await service.cancel(
+            return await changes.cancel(
                 sessionmaker, calendar, policy, tenant, ctx, phone=command.phone, start=command.start
             )
         if isinstance(command, arguments.RescheduleAppointment):
-            return await service.reschedule(
+            return await changes.reschedule(
                 sessionmaker,
                 calendar,
                 policy,
@@ -195,5 +198,5 @@ async def _run(
             )
     except CalendarError as exc:
         log.warning("function.calendar_error", error=type(exc).__name__)
-        return outcomes.Outcome(outcomes.UPSTREAM_ERROR, reason="calendar")
-    raise AssertionError(f"unhandled command {command!r}")
+        return outcomes.Outcome(AnswerStatus.UPSTREAM_ERROR, reason="calendar")
+    raise InvariantViolated(f"unhandled command {type(command).__name__}")

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
-
 import structlog
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, HTTPException, Response
 from pydantic import ValidationError
 
-from voicebook.api.deps import RetellBody, SessionmakerDep, SettingsDep
-from voicebook.booking.service import CallFacts, apply_call_event
+from voicebook.api.deps import CalcomBody, RetellBody, SessionDep
+from voicebook.booking.calendar_sync import apply_calendar_change
+from voicebook.booking.call_events import CallFacts, apply_call_event
+from voicebook.calcom.webhooks import parse_change
 from voicebook.retell.schemas import WebhookBody
 
 router = APIRouter(tags=["webhooks"])
@@ -25,7 +23,7 @@ log = structlog.get_logger("voicebook.api")
     summary="Retell call events (call_started, call_ended, call_analyzed)",
     responses={401: {"description": "bad or missing signature"}},
 )
-async def retell_webhook(body: RetellBody, sessionmaker: SessionmakerDep) -> Response:
+async def retell_webhook(body: RetellBody, session: SessionDep) -> Response:
     try:
         parsed = WebhookBody.model_validate(body.data)
     except ValidationError:
@@ -46,8 +44,7 @@ async def retell_webhook(body: RetellBody, sessionmaker: SessionmakerDep) -> Res
         summary=analysis.call_summary if analysis else None,
         successful=analysis.call_successful if analysis else None,
     )
-    async with sessionmaker() as session, session.begin():
-        await apply_call_event(session, parsed.event, facts)
+    await apply_call_event(session, parsed.event, facts)
     return Response(status_code=204)
 
 
@@ -57,28 +54,7 @@ async def retell_webhook(body: RetellBody, sessionmaker: SessionmakerDep) -> Res
     summary="Cal.com booking events (X-Cal-Signature-256 checked)",
     responses={401: {"description": "bad or missing signature"}},
 )
-async def calcom_webhook(
-    request: Request, settings: SettingsDep, sessionmaker: SessionmakerDep
-) -> dict[str, str]:
-    raw = await request.body()
-    secret = settings.calcom_webhook_secret
-    given = request.headers.get("x-cal-signature-256", "")
-    if secret is None:
-        log.warning("calcom.webhook_refused", detail="VOICEBOOK_CALCOM_WEBHOOK_SECRET is unset")
-        raise HTTPException(status_code=401)
-    expected = hmac.new(secret.get_secret_value().encode(), raw, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, given):
-        log.warning("calcom.signature_rejected")
-        raise HTTPException(status_code=401)
-    try:
-        event = json.loads(raw)
-    except ValueError:
-        raise HTTPException(status_code=400, detail="body is not JSON") from None
-    if not isinstance(event, dict):
-        raise HTTPException(status_code=400, detail="body is not a JSON object")
-    from voicebook.booking import calcom_events
-
-    async with sessionmaker() as session, session.begin():
-        action = await calcom_events.apply_calcom_event(session, event)
-    log.info("calcom.webhook", trigger=event.get("triggerEvent"), action=action)
+async def calcom_webhook(body: CalcomBody, session: SessionDep) -> dict[str, str]:
+    action = await apply_calendar_change(session, parse_change(body.data))
+    log.info("calcom.webhook", trigger=str(body.data.get("triggerEvent"))[:64], action=action)
     return {"status": action}

@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 from voicebook.booking import outcomes
 from voicebook.booking.ports import CalendarGateway
+from voicebook.booking.types import AnswerStatus
 
 ALTERNATIVES = 3
 LOOKAHEAD_DAYS = 7
@@ -36,12 +37,12 @@ async def check(
         start, end = local_day_window(day, tz)
         slots = await gateway.find_slots(event_type_id, max(start, now), end)
         if any(s == wished for s in slots):
-            return outcomes.Outcome(outcomes.AVAILABLE, slots=(wished,))
+            return outcomes.Outcome(AnswerStatus.AVAILABLE, slots=(wished,))
         alts = await alternatives(gateway, event_type_id, wished.astimezone(ZoneInfo("UTC")), now)
-        return outcomes.Outcome(outcomes.SLOT_UNAVAILABLE, alternatives=alts, reason="taken")
+        return outcomes.Outcome(AnswerStatus.SLOT_UNAVAILABLE, alternatives=alts, reason="taken")
     start, end = local_day_window(day, tz)
     slots = await gateway.find_slots(event_type_id, max(start, now), end)
     if slots:
-        return outcomes.Outcome(outcomes.AVAILABLE, slots=tuple(slots))
+        return outcomes.Outcome(AnswerStatus.AVAILABLE, slots=tuple(slots))
     alts = await alternatives(gateway, event_type_id, max(start, now), now)
-    return outcomes.Outcome(outcomes.SLOT_UNAVAILABLE, alternatives=alts, reason="day_full")
+    return outcomes.Outcome(AnswerStatus.SLOT_UNAVAILABLE, alternatives=alts, reason="day_full")

@@ -14,6 +14,7 @@ from voicebook.booking.errors import CalendarError, CalendarRejected, SlotUnavai
 from voicebook.booking.policy import BookingPolicy
 from voicebook.booking.ports import CalendarGateway
 from voicebook.booking.tenancy import CallContext, Tenant
+from voicebook.booking.types import AnswerStatus
 from voicebook.db.models import Appointment, Customer, Service
 
 Sessionmaker = async_sessionmaker[AsyncSession]
@@ -40,10 +41,10 @@ def _pick(
 ) -> tuple[Appointment, str] | outcomes.Outcome:
     matching = [(a, n) for a, n in found if a.status == status and (start is None or a.start_at == start)]
     if not matching:
-        return outcomes.Outcome(outcomes.NOT_FOUND, reason="no_appointment")
+        return outcomes.Outcome(AnswerStatus.NOT_FOUND, reason="no_appointment")
     if len(matching) > 1:
         return outcomes.Outcome(
-            outcomes.NOT_FOUND, reason="ambiguous", alternatives=tuple(a.start_at for a, _ in matching)
+            AnswerStatus.NOT_FOUND, reason="ambiguous", alternatives=tuple(a.start_at for a, _ in matching)
         )
     return matching[0]
 
@@ -71,21 +72,21 @@ async def cancel(
     if isinstance(picked, outcomes.Outcome):
         done = _pick(found, start, "cancelled")  # a retried cancel answers the same
         if not isinstance(done, outcomes.Outcome):
-            return outcomes.Outcome(outcomes.CANCELLED, appointment=_view(*done), replayed=True)
+            return outcomes.Outcome(AnswerStatus.CANCELLED, appointment=_view(*done), replayed=True)
         return picked
     appointment, service = picked
     try:
         await gateway.cancel_booking(appointment.calcom_booking_uid, "Cancelled by the caller on the phone")
     except CalendarRejected as exc:
         if "already been cancelled" not in exc.detail:
-            return outcomes.Outcome(outcomes.UPSTREAM_ERROR, reason="calendar_rejected")
+            return outcomes.Outcome(AnswerStatus.UPSTREAM_ERROR, reason="calendar_rejected")
     except CalendarError:
-        return outcomes.Outcome(outcomes.UPSTREAM_ERROR, reason="calendar_unavailable")
+        return outcomes.Outcome(AnswerStatus.UPSTREAM_ERROR, reason="calendar_unavailable")
     async with sessionmaker() as session, session.begin():
         row = await session.get_one(Appointment, appointment.id)
         row.status = "cancelled"
         row.updated_at = now
-    return outcomes.Outcome(outcomes.CANCELLED, appointment=_view(appointment, service))
+    return outcomes.Outcome(AnswerStatus.CANCELLED, appointment=_view(appointment, service))
 
 
 async def reschedule(
@@ -108,7 +109,7 @@ async def reschedule(
         if a.status == "booked" and a.start_at == new_start and a.rescheduled_from_uid
     ]
     if already:  # a retried reschedule: the move already happened
-        return outcomes.Outcome(outcomes.RESCHEDULED, appointment=_view(*already[0]), replayed=True)
+        return outcomes.Outcome(AnswerStatus.RESCHEDULED, appointment=_view(*already[0]), replayed=True)
     picked = _pick(found, start, "booked")
     if isinstance(picked, outcomes.Outcome):
         return picked
@@ -121,9 +122,9 @@ async def reschedule(
         alts: tuple[datetime, ...] = ()
         with contextlib.suppress(CalendarError):
             alts = await availability.alternatives(gateway, appointment.event_type_id or 0, new_start, now)
-        return outcomes.Outcome(outcomes.SLOT_UNAVAILABLE, alternatives=alts)
+        return outcomes.Outcome(AnswerStatus.SLOT_UNAVAILABLE, alternatives=alts)
     except CalendarError:
-        return outcomes.Outcome(outcomes.UPSTREAM_ERROR, reason="calendar_unavailable")
+        return outcomes.Outcome(AnswerStatus.UPSTREAM_ERROR, reason="calendar_unavailable")
     async with sessionmaker() as session, session.begin():
         row = await session.get_one(Appointment, appointment.id)
         row.rescheduled_from_uid = appointment.calcom_booking_uid
@@ -131,4 +132,4 @@ async def reschedule(
         row.start_at = moved.start
         row.end_at = moved.end
         row.updated_at = now
-    return outcomes.Outcome(outcomes.RESCHEDULED, appointment=_view(row, service))
+    return outcomes.Outcome(AnswerStatus.RESCHEDULED, appointment=_view(row, service))

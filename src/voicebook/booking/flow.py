@@ -25,8 +25,16 @@ from voicebook.booking.policy import BookingPolicy
 from voicebook.booking.ports import CalendarGateway
 from voicebook.booking.recording import record_booking
 from voicebook.booking.tenancy import CallContext, ServiceRef, Tenant, ensure_call, ensure_customer
-from voicebook.booking.types import Attendee, BookingQuery, BookingRequest, CalendarBooking
+from voicebook.booking.types import (
+    AnswerStatus,
+    AttemptState,
+    Attendee,
+    BookingQuery,
+    BookingRequest,
+    CalendarBooking,
+)
 from voicebook.db.models import Appointment, BookingAttempt
+from voicebook.errors import InvariantViolated
 
 log = structlog.get_logger("voicebook.booking")
 Sessionmaker = async_sessionmaker[AsyncSession]
@@ -108,14 +116,14 @@ async def _book(flow: Flow, ctx: CallContext, args: BookArgs) -> outcomes.Outcom
         created = await attempts.claim(session, values, now, flow.policy.lock_seconds)
         attempt = await attempts.by_key(session, key)
     if attempt is None:
-        raise RuntimeError("attempt claim neither inserted nor found")
+        raise InvariantViolated("attempt claim neither inserted nor found")
     structlog.contextvars.bind_contextvars(attempt_id=attempt.public_id)
     if created:
         log.info("attempt.claimed", call_id=ctx.call_id)
         return await _send(flow, attempt)
     if attempt.fingerprint != values["fingerprint"]:
         log.warning("attempt.conflict", call_id=ctx.call_id)
-        return outcomes.Outcome(outcomes.INVALID_INPUT, reason="attempt_conflict")
+        return outcomes.Outcome(AnswerStatus.INVALID_INPUT, reason="attempt_conflict")
     return await _existing(flow, attempt)
 
 
@@ -123,16 +131,16 @@ async def _existing(flow: Flow, attempt: BookingAttempt) -> outcomes.Outcome:
     """A retry of a known attempt: replay, wait briefly, take over a dead one, or say in progress."""
     deadline = asyncio.get_running_loop().time() + flow.policy.wait_in_flight_seconds
     while True:
-        if attempt.state == attempts.RECORDED:
+        if attempt.state == AttemptState.RECORDED:
             return await _replay_recorded(flow, attempt)
-        if attempt.state == attempts.REJECTED:
+        if attempt.state == AttemptState.REJECTED:
             return outcomes.Outcome(
-                outcomes.REJECTED_DUPLICATE,
+                AnswerStatus.REJECTED_DUPLICATE,
                 alternatives=await flow.alternatives(attempt.start_at),
                 replayed=True,
             )
         now = flow.now()
-        takeable = attempt.state == attempts.FAILED or (
+        takeable = attempt.state == AttemptState.FAILED or (
             attempt.locked_until is None or attempt.locked_until < now
         )
         if takeable:
@@ -140,21 +148,23 @@ async def _existing(flow: Flow, attempt: BookingAttempt) -> outcomes.Outcome:
                 took = await attempts.take_over(
                     session, attempt.id, (attempt.state,), now, flow.policy.lock_seconds
                 )
-                if took and attempt.state == attempts.FAILED:
-                    took = await attempts.move(session, attempt.id, (attempts.FAILED,), attempts.CLAIMED, now)
+                if took and attempt.state == AttemptState.FAILED:
+                    took = await attempts.move(
+                        session, attempt.id, (AttemptState.FAILED,), AttemptState.CLAIMED, now
+                    )
             if took:
                 log.info("attempt.taken_over", previous_state=attempt.state)
                 return await _continue(flow, await _reload(flow, attempt.id))
         if asyncio.get_running_loop().time() >= deadline:
-            return outcomes.Outcome(outcomes.IN_PROGRESS, reason="in_flight")
+            return outcomes.Outcome(AnswerStatus.IN_PROGRESS, reason="in_flight")
         await asyncio.sleep(0.1)
         attempt = await _reload(flow, attempt.id)
 
 
 async def _continue(flow: Flow, attempt: BookingAttempt) -> outcomes.Outcome:
-    if attempt.state == attempts.CLAIMED:
+    if attempt.state == AttemptState.CLAIMED:
         return await _send(flow, attempt)
-    if attempt.state == attempts.CONFIRMED and attempt.calcom_booking_uid:
+    if attempt.state == AttemptState.CONFIRMED and attempt.calcom_booking_uid:
         booking = await flow.gateway.get_booking(attempt.calcom_booking_uid)
         if booking is not None:
             return await _record(flow, attempt, booking)
@@ -176,7 +186,7 @@ async def _replay_recorded(flow: Flow, attempt: BookingAttempt) -> outcomes.Outc
             )
         ).scalar_one_or_none()
     if appointment is None or appointment.call_id != attempt.call_id:
-        return outcomes.Outcome(outcomes.IN_PROGRESS, reason="record_missing")
+        return outcomes.Outcome(AnswerStatus.IN_PROGRESS, reason="record_missing")
     return _booked(flow, appointment, replayed=True)
 
 
@@ -184,7 +194,7 @@ def _booked(flow: Flow, appointment: Appointment, *, replayed: bool) -> outcomes
     view = outcomes.AppointmentView(
         appointment.id, appointment.calcom_booking_uid, appointment.start_at, flow.service.name
     )
-    return outcomes.Outcome(outcomes.BOOKED, appointment=view, replayed=replayed)
+    return outcomes.Outcome(AnswerStatus.BOOKED, appointment=view, replayed=replayed)
 
 
 def _expected(
@@ -208,7 +218,7 @@ async def _send(
     attempt: BookingAttempt,
     *,
     allow_recreate: bool = True,
-    from_states: tuple[str, ...] = (attempts.CLAIMED, attempts.UNKNOWN),
+    from_states: tuple[str, ...] = (AttemptState.CLAIMED, AttemptState.UNKNOWN),
 ) -> outcomes.Outcome:
     """Mark ``sent`` (committed) and only then ask Cal.com; map each failure to what really happened."""
     now = flow.now()
@@ -218,14 +228,14 @@ async def _send(
             session,
             attempt.id,
             from_states,
-            attempts.SENT,
+            AttemptState.SENT,
             now,
             first_sent_at=first_sent_at,
             tries=attempt.tries + 1,
             locked_until=now + timedelta(seconds=flow.policy.lock_seconds),
         )
     if not moved:
-        return outcomes.Outcome(outcomes.IN_PROGRESS, reason="moved_elsewhere")
+        return outcomes.Outcome(AnswerStatus.IN_PROGRESS, reason="moved_elsewhere")
     request = BookingRequest(
         event_type_id=attempt.event_type_id,
         start=attempt.start_at,
@@ -245,25 +255,25 @@ async def _send(
     except SlotUnavailable:
         await _fail(flow, attempt, "slot_unavailable")
         return outcomes.Outcome(
-            outcomes.SLOT_UNAVAILABLE, alternatives=await flow.alternatives(attempt.start_at)
+            AnswerStatus.SLOT_UNAVAILABLE, alternatives=await flow.alternatives(attempt.start_at)
         )
     except CalendarRejected as exc:
         await _fail(flow, attempt, f"rejected {exc.status}")
         if exc.status == 400:
             return outcomes.Outcome(
-                outcomes.SLOT_UNAVAILABLE,
+                AnswerStatus.SLOT_UNAVAILABLE,
                 alternatives=await flow.alternatives(attempt.start_at),
                 reason="not_bookable",
             )
-        return outcomes.Outcome(outcomes.UPSTREAM_ERROR, reason="calendar_rejected")
+        return outcomes.Outcome(AnswerStatus.UPSTREAM_ERROR, reason="calendar_rejected")
     except OutcomeUnknown:
         async with flow.sessionmaker() as session, session.begin():
-            await attempts.move(session, attempt.id, (attempts.SENT,), attempts.UNKNOWN, flow.now())
+            await attempts.move(session, attempt.id, (AttemptState.SENT,), AttemptState.UNKNOWN, flow.now())
         log.warning("attempt.outcome_unknown")
         return await _resolve(flow, await _reload(flow, attempt.id), allow_recreate=allow_recreate)
     except CalendarError:
         await _fail(flow, attempt, "calendar_unavailable")
-        return outcomes.Outcome(outcomes.UPSTREAM_ERROR, reason="calendar_unavailable")
+        return outcomes.Outcome(AnswerStatus.UPSTREAM_ERROR, reason="calendar_unavailable")
     return await _accept(flow, attempt, booking, expected)
 
 
@@ -272,8 +282,8 @@ async def _fail(flow: Flow, attempt: BookingAttempt, why: str) -> None:
         await attempts.move(
             session,
             attempt.id,
-            (attempts.SENT, attempts.UNKNOWN),
-            attempts.FAILED,
+            (AttemptState.SENT, AttemptState.UNKNOWN),
+            AttemptState.FAILED,
             flow.now(),
             guard_verdict=why[:64],
             locked_until=None,
@@ -293,7 +303,7 @@ async def _resolve(flow: Flow, attempt: BookingAttempt, *, allow_recreate: bool)
             found = await flow.gateway.find_bookings(query)
     except (CalendarError, TimeoutError):
         log.warning("attempt.unresolved", detail="lookup failed; left to the reconciler")
-        return outcomes.Outcome(outcomes.IN_PROGRESS, reason="unconfirmed")
+        return outcomes.Outcome(AnswerStatus.IN_PROGRESS, reason="unconfirmed")
     ours = [
         b
         for b in found
@@ -303,10 +313,10 @@ async def _resolve(flow: Flow, attempt: BookingAttempt, *, allow_recreate: bool)
         first_sent = attempt.first_sent_at or flow.now()
         expected = _expected(attempt, first_sent, first_sent)
         return await _accept(flow, attempt, ours[0], expected)
-    if allow_recreate and attempt.state in (attempts.UNKNOWN, attempts.SENT):
+    if allow_recreate and attempt.state in (AttemptState.UNKNOWN, AttemptState.SENT):
         log.info("attempt.recreate", detail="authoritative lookup found nothing")
         return await _send(flow, attempt, allow_recreate=False, from_states=(attempt.state,))
-    return outcomes.Outcome(outcomes.IN_PROGRESS, reason="unconfirmed")
+    return outcomes.Outcome(AnswerStatus.IN_PROGRESS, reason="unconfirmed")
 
 
 async def _accept(
@@ -335,7 +345,7 @@ async def _accept(
             session,
             attempt.id,
             attempts.IN_FLIGHT,
-            attempts.REJECTED,
+            AttemptState.REJECTED,
             flow.now(),
             calcom_booking_uid=booking.uid,
             guard_verdict=verdict.phrase,
@@ -346,7 +356,7 @@ async def _accept(
         layer={"layer1": "stale", "layer2": "call_id_mismatch"}[verdict.layer]
     ).inc()
     return outcomes.Outcome(
-        outcomes.REJECTED_DUPLICATE, alternatives=await flow.alternatives(attempt.start_at)
+        AnswerStatus.REJECTED_DUPLICATE, alternatives=await flow.alternatives(attempt.start_at)
     )
 
 
@@ -373,7 +383,7 @@ async def _record(
         return await _existing(flow, await _reload(flow, attempt.id))
     if recorded.appointment is None:
         return outcomes.Outcome(
-            outcomes.REJECTED_DUPLICATE, alternatives=await flow.alternatives(attempt.start_at)
+            AnswerStatus.REJECTED_DUPLICATE, alternatives=await flow.alternatives(attempt.start_at)
         )
     log.info("booking.recorded", calcom_booking_uid=booking.uid)
     return _booked(flow, recorded.appointment, replayed=recorded.replayed)

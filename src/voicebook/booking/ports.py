@@ -14,9 +14,6 @@ from voicebook.booking.types import BookingQuery, BookingRequest, CalendarBookin
 
 
 class CalendarGateway(Protocol):
-    @property
-    def is_sandbox(self) -> bool: ...
-
     async def find_slots(self, event_type_id: int, start: datetime, end: datetime) -> list[datetime]:
         """Free slot starts (UTC) in ``[start, end)``."""
         ...

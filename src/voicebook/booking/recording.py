@@ -13,8 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from voicebook import metrics
 from voicebook.booking import attempts, audit
 from voicebook.booking.guards import DUPLICATE
-from voicebook.booking.types import CalendarBooking
+from voicebook.booking.types import AttemptState, CalendarBooking
 from voicebook.db.models import Appointment, BookingAttempt
+from voicebook.errors import InvariantViolated
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ async def _resolve_existing(
             session,
             attempt.id,
             attempts.IN_FLIGHT,
-            attempts.RECORDED,
+            AttemptState.RECORDED,
             now,
             calcom_booking_uid=existing.calcom_booking_uid,
             guard_verdict="idempotent_replay",
@@ -63,7 +64,7 @@ async def _resolve_existing(
         session,
         attempt.id,
         attempts.IN_FLIGHT,
-        attempts.REJECTED,
+        AttemptState.REJECTED,
         now,
         calcom_booking_uid=existing.calcom_booking_uid,
         guard_verdict=DUPLICATE,
@@ -115,7 +116,7 @@ async def record_booking(
                 session,
                 attempt.id,
                 attempts.IN_FLIGHT,
-                attempts.RECORDED,
+                AttemptState.RECORDED,
                 now,
                 calcom_booking_uid=booking.uid,
                 locked_until=None,
@@ -153,5 +154,5 @@ async def record_booking(
         attempt = await attempts.by_id(session, attempt_id)
         existing = await _existing(session, booking.uid)
         if existing is None:  # pragma: no cover - the winner's row vanished; let the reconciler retry
-            raise RuntimeError("unique violation without a holder")
+            raise InvariantViolated("unique violation without a holder")
         return await _resolve_existing(session, attempt, existing, "layer4", now)

@@ -19,16 +19,11 @@ MAX_EVENT_LENGTH = timedelta(days=1)
 
 
 class CalcomGateway:
-    def __init__(self, client: CalcomClient, *, is_sandbox: bool) -> None:
+    def __init__(self, client: CalcomClient) -> None:
         self._client = client
-        self._is_sandbox = is_sandbox
 
     def __repr__(self) -> str:
-        return f"CalcomGateway({self._client!r}, is_sandbox={self._is_sandbox})"
-
-    @property
-    def is_sandbox(self) -> bool:
-        return self._is_sandbox
+        return f"CalcomGateway({self._client!r})"
 
     async def find_slots(self, event_type_id: int, start: datetime, end: datetime) -> list[datetime]:
         slots = await self._client.get_slots(event_type_id, start, end)

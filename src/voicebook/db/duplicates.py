@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, text
 
 from voicebook.db.base import UTCDateTime, utc_now
+from voicebook.errors import VoicebookError
 
 COPIED_COLUMNS = (
     "company_id, service_id, customer_id, call_id, attempt_id, calcom_booking_uid, event_type_id, "
@@ -94,7 +95,7 @@ def delete_archived(conn: Connection) -> int:
     return int(result.rowcount or 0)
 
 
-class RestoreError(Exception):
+class RestoreError(VoicebookError):
     """An archived row cannot be put back as asked; the message says why."""
 
 

@@ -14,10 +14,11 @@ from tests.factories import make_tenant
 from tests.fakes import FakeCalendar
 
 from voicebook.booking import flow
-from voicebook.booking.calcom_events import apply_calcom_event
+from voicebook.booking.calendar_sync import apply_calendar_change
 from voicebook.booking.identity import idempotency_key
 from voicebook.booking.policy import BookingPolicy
 from voicebook.booking.tenancy import CallContext
+from voicebook.calcom.webhooks import parse_change
 from voicebook.db.models import Appointment, BookingAttempt
 
 START = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(days=3)
@@ -58,7 +59,7 @@ def event(
 
 async def apply(sm: Sm, body: dict[str, Any]) -> str:
     async with sm() as session, session.begin():
-        return await apply_calcom_event(session, body)
+        return await apply_calendar_change(session, parse_change(body))
 
 
 async def rows(sm: Sm) -> list[Appointment]:

@@ -9,7 +9,7 @@
   asked; → ``failed`` at once (a retried call may take a failed attempt over);
 - a lookup that fails or times out leaves the attempt open for the next pass.
 
-See ``voicebook.booking.reconciler`` for the whole design.
+See ``voicebook.booking.reconcile`` for the whole design.
 """
 
 from __future__ import annotations
@@ -18,40 +18,33 @@ from sqlalchemy import select
 
 from voicebook.booking import attempts
 from voicebook.booking.errors import CalendarError
-from voicebook.booking.reconciler_pass import (
-    FAILED,
-    GONE,
-    RECORDED,
-    REJECTED,
-    STILL_OPEN,
-    ReconcilePass,
-    booking_query,
-    ours,
-)
+from voicebook.booking.reconcile.context import ReconcilePass
 from voicebook.booking.recording import record_booking
-from voicebook.booking.types import CalendarBooking
+from voicebook.booking.types import AttemptState, CalendarBooking, ReconcileAction
 from voicebook.db.models import BookingAttempt, Customer
 
 # The states an open attempt can be in when the reconciler claims it.
-WORKED = (attempts.CLAIMED, attempts.SENT, attempts.UNKNOWN, attempts.CONFIRMED)
+WORKED = (AttemptState.CLAIMED, AttemptState.SENT, AttemptState.UNKNOWN, AttemptState.CONFIRMED)
 
 
 async def work_open(run: ReconcilePass, attempt: BookingAttempt) -> None:
     before = attempt.state
-    if before == attempts.CLAIMED:
+    if before == AttemptState.CLAIMED:
         await _fail(run, attempt, "claimed but never sent: the flow stopped before asking Cal.com")
         return
     try:
         booking: CalendarBooking | None = None
-        if before == attempts.CONFIRMED and attempt.calcom_booking_uid:
+        if before == AttemptState.CONFIRMED and attempt.calcom_booking_uid:
             booking = await run.upstream(run.gateway.get_booking(attempt.calcom_booking_uid))
-            if booking is not None and booking.status in GONE:
+            if booking is not None and not booking.is_live:
                 booking = None
         if booking is None:
-            found = ours(await run.upstream(run.gateway.find_bookings(booking_query(attempt))), attempt)
+            found = await run.own_bookings(attempt)
             booking = found[0] if found else None
     except (CalendarError, TimeoutError) as exc:
-        await run.act(attempt, before, STILL_OPEN, f"lookup failed: {type(exc).__name__}: {exc}"[:500])
+        await run.act(
+            attempt, before, ReconcileAction.STILL_OPEN, f"lookup failed: {type(exc).__name__}: {exc}"[:500]
+        )
         return
     if booking is None:
         sent_at = attempt.first_sent_at or attempt.created_at
@@ -59,7 +52,12 @@ async def work_open(run: ReconcilePass, attempt: BookingAttempt) -> None:
         if age >= run.deadline_seconds:
             await _fail(run, attempt, f"no booking with our attempt id upstream {age:.0f}s after sending")
         else:
-            await run.act(attempt, before, STILL_OPEN, f"no booking upstream yet ({age:.0f}s after sending)")
+            await run.act(
+                attempt,
+                before,
+                ReconcileAction.STILL_OPEN,
+                f"no booking upstream yet ({age:.0f}s after sending)",
+            )
         return
     await _record(run, attempt, booking)
 
@@ -70,13 +68,13 @@ async def _fail(run: ReconcilePass, attempt: BookingAttempt, reason: str) -> Non
             session,
             attempt.id,
             (attempt.state,),
-            attempts.FAILED,
+            AttemptState.FAILED,
             run.now(),
             guard_verdict="reconciler_failed",
             locked_until=None,
         )
     if moved:
-        await run.act(attempt, attempt.state, FAILED, reason)
+        await run.act(attempt, attempt.state, ReconcileAction.FAILED, reason)
 
 
 async def _customer_id(run: ReconcilePass, attempt: BookingAttempt) -> int | None:
@@ -95,13 +93,13 @@ async def _customer_id(run: ReconcilePass, attempt: BookingAttempt) -> int | Non
 
 async def _record(run: ReconcilePass, attempt: BookingAttempt, booking: CalendarBooking) -> None:
     before = attempt.state
-    if before != attempts.CONFIRMED:
+    if before != AttemptState.CONFIRMED:
         async with run.sessionmaker() as session, session.begin():
             moved = await attempts.move(
                 session,
                 attempt.id,
                 (before,),
-                attempts.CONFIRMED,
+                AttemptState.CONFIRMED,
                 run.now(),
                 calcom_booking_uid=booking.uid,
                 guard_verdict="reconciler_found",
@@ -118,9 +116,13 @@ async def _record(run: ReconcilePass, attempt: BookingAttempt, booking: Calendar
     )
     if recorded.appointment is None:
         await run.act(
-            attempt, before, REJECTED, "booking uid already recorded for another call", uid=booking.uid
+            attempt,
+            before,
+            ReconcileAction.REJECTED,
+            "booking uid already recorded for another call",
+            uid=booking.uid,
         )
     else:
         reason = "appointment already recorded" if recorded.replayed else "booking found upstream, recorded"
         details = {"appointment_id": recorded.appointment.id}
-        await run.act(attempt, before, RECORDED, reason, uid=booking.uid, details=details)
+        await run.act(attempt, before, ReconcileAction.RECORDED, reason, uid=booking.uid, details=details)

@@ -10,8 +10,9 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tests.factories import make_tenant
 
-from voicebook.booking import report
 from voicebook.db.models import Appointment, BookingAttempt, Call, Customer, GuardEvent
+from voicebook.errors import ReportWindowError
+from voicebook.reporting import dashboard, figures
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NOW = datetime(2026, 3, 10, 12, 30, tzinfo=UTC)  # 13:30 in Berlin
@@ -111,7 +112,7 @@ class TestFigures:
     async def test_counts_only_the_window(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         cid = await seed(sessionmaker)
         async with sessionmaker() as session:
-            got = await report.figures(session, NOW - timedelta(days=1), NOW, now=NOW)
+            got = await figures.figures(session, NOW - timedelta(days=1), NOW, now=NOW)
         assert got.attempts_by_state == {"recorded": 2, "rejected": 1, "unknown": 1, "sent": 1}
         assert got.attempts == 5
         assert got.booked_appointments == 2
@@ -127,7 +128,7 @@ class TestFigures:
         assert got.oldest_stuck_seconds == pytest.approx(30 * 60)
         assert got.company_id is None
         async with sessionmaker() as session:
-            other = await report.figures(session, NOW - timedelta(days=1), NOW, company_id=cid + 1, now=NOW)
+            other = await figures.figures(session, NOW - timedelta(days=1), NOW, company_id=cid + 1, now=NOW)
         assert other.attempts == 0
         assert other.rejection_rate == 0.0
         assert other.stuck == ()
@@ -135,14 +136,14 @@ class TestFigures:
     async def test_window_end_is_exclusive(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         await seed(sessionmaker)
         async with sessionmaker() as session:
-            got = await report.figures(session, NOW - timedelta(hours=2), NOW - timedelta(hours=1), now=NOW)
+            got = await figures.figures(session, NOW - timedelta(hours=2), NOW - timedelta(hours=1), now=NOW)
         assert got.booked_appointments == 2
         assert {(r.verdict, r.count) for r in got.guard_rejections} == {("CALL ID MISMATCH", 2)}
 
     async def test_naive_window_is_refused(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         async with sessionmaker() as session:
-            with pytest.raises(ValueError, match="aware"):
-                await report.figures(session, datetime(2026, 1, 1), NOW)
+            with pytest.raises(ReportWindowError, match="aware"):
+                await figures.figures(session, datetime(2026, 1, 1), NOW)
 
 
 @pytest.mark.asyncio
@@ -152,7 +153,7 @@ class TestHourlySeries:
     ) -> None:
         await seed(sessionmaker)
         async with sessionmaker() as session:
-            series = await report.hourly_series(session, NOW - timedelta(hours=48), NOW)
+            series = await dashboard.hourly_series(session, NOW - timedelta(hours=48), NOW)
         assert len(series) == 49  # 48 h from 12:30 reaches into 49 clock hours
         assert series[0].hour == datetime(2026, 3, 8, 12, tzinfo=UTC)
         by_hour = {b.hour: b for b in series}
@@ -170,8 +171,8 @@ class TestToday:
     ) -> None:
         await seed(sessionmaker)
         async with sessionmaker() as session:
-            calls = await report.todays_calls(session, now=NOW)
-            appointments = await report.todays_appointments(session, now=NOW)
+            calls = await dashboard.todays_calls(session, now=NOW)
+            appointments = await dashboard.todays_appointments(session, now=NOW)
         assert [c.call_id for c in calls] == ["call_today"]
         assert calls[0].from_number == "+49170*****67"
         assert calls[0].at.utcoffset() == timedelta(hours=1)
@@ -192,10 +193,10 @@ class TestToday:
                 Call(retell_call_id="c1", company_id=tenant.company_id, started_at=late - timedelta(hours=1))
             )
         async with sessionmaker() as session:
-            assert await report.todays_calls(session, now=late) == []
-            assert [c.call_id for c in await report.todays_calls(session, now=late - timedelta(hours=1))] == [
-                "c1"
-            ]
+            assert await dashboard.todays_calls(session, now=late) == []
+            assert [
+                c.call_id for c in await dashboard.todays_calls(session, now=late - timedelta(hours=1))
+            ] == ["c1"]
 
 
 @pytest.mark.asyncio
@@ -205,8 +206,8 @@ class TestEventsAndStuck:
     ) -> None:
         await seed(sessionmaker)
         async with sessionmaker() as session:
-            events = await report.recent_guard_events(session, limit=3)
-            everything = await report.recent_guard_events(session, limit=100, include_routine=True)
+            events = await dashboard.recent_guard_events(session, limit=3)
+            everything = await dashboard.recent_guard_events(session, limit=100, include_routine=True)
         assert [e.verdict for e in events] == [
             "STALE BOOKING DETECTED",
             "CALL ID MISMATCH",
@@ -222,8 +223,8 @@ class TestEventsAndStuck:
     ) -> None:
         await seed(sessionmaker)
         async with sessionmaker() as session:
-            stuck = await report.stuck_attempts(session, now=NOW)
-            all_open = await report.stuck_attempts(session, now=NOW, older_than=timedelta(0))
+            stuck = await figures.stuck_attempts(session, now=NOW)
+            all_open = await figures.stuck_attempts(session, now=NOW, older_than=timedelta(0))
         assert [(s.state, round(s.age_seconds)) for s in stuck] == [("unknown", 1800)]
         assert stuck[0].attendee_email == "e***@example.com"
         assert stuck[0].company == "salon-mitte"

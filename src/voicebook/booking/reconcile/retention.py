@@ -17,12 +17,13 @@ from typing import Any
 
 from sqlalchemy import and_, delete, exists, or_, select
 
-from voicebook.booking import attempts, audit
-from voicebook.booking.reconciler_leases import free_conditions
-from voicebook.booking.reconciler_pass import ARCHIVED, LAYER, ReconcilePass
+from voicebook.booking import audit
+from voicebook.booking.reconcile.context import ReconcilePass
+from voicebook.booking.reconcile.leases import free_conditions
+from voicebook.booking.types import AttemptState, GuardLayer, ReconcileAction
 from voicebook.db.models import Appointment, BookingAttempt
 
-FINAL = (attempts.RECORDED, attempts.FAILED, attempts.REJECTED)
+FINAL = (AttemptState.RECORDED, AttemptState.FAILED, AttemptState.REJECTED)
 
 
 def _snapshot(attempt: BookingAttempt) -> dict[str, Any]:
@@ -48,7 +49,7 @@ async def archive(run: ReconcilePass, cutoff: datetime, limit: int) -> None:
     archivable = [
         BookingAttempt.state.in_(FINAL),
         BookingAttempt.updated_at < cutoff,
-        or_(BookingAttempt.state != attempts.RECORDED, has_appointment),
+        or_(BookingAttempt.state != AttemptState.RECORDED, has_appointment),
         *free_conditions(run.now()),
     ]
     async with run.sessionmaker() as session:
@@ -80,8 +81,8 @@ async def archive(run: ReconcilePass, cutoff: datetime, limit: int) -> None:
                 continue  # SQLite reads outside the write transaction: another reconciler was first
             audit.guard_event(
                 session,
-                layer=LAYER,
-                verdict=ARCHIVED,
+                layer=GuardLayer.RECONCILER,
+                verdict=ReconcileAction.ARCHIVED,
                 reason=f"final attempt older than the retention window ({cutoff.isoformat()})",
                 call_id=attempt.call_id,
                 attempt_id=attempt.public_id,
@@ -89,4 +90,4 @@ async def archive(run: ReconcilePass, cutoff: datetime, limit: int) -> None:
                 calcom_booking_uid=attempt.calcom_booking_uid,
                 details=snapshot,
             )
-        run.record(attempt.public_id, attempt.state, ARCHIVED)
+        run.record(attempt.public_id, attempt.state, ReconcileAction.ARCHIVED)

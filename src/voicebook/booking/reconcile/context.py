@@ -1,38 +1,31 @@
 """What every step of one reconciler pass shares: the action names, the summary and the pass context.
 
-The steps themselves live next to this module (``reconciler_leases``, ``reconciler_open_attempts``,
-``reconciler_orphans``, ``reconciler_retention``); ``voicebook.booking.reconciler`` runs them and its
-docstring explains the whole design.
+The design of the whole pass is the docstring of ``voicebook.booking.reconcile``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from voicebook import metrics
 from voicebook.booking import audit
+from voicebook.booking.identity import lookup_query, own_live_bookings
 from voicebook.booking.policy import BookingPolicy
 from voicebook.booking.ports import CalendarGateway
-from voicebook.booking.types import BookingQuery, CalendarBooking
+from voicebook.booking.types import CalendarBooking, GuardLayer, ReconcileAction
 from voicebook.db.models import BookingAttempt
 
 Sessionmaker = async_sessionmaker[AsyncSession]
 T = TypeVar("T")
 
-LAYER = "reconciler"
-RECORDED, FAILED, STILL_OPEN, REJECTED = "recorded", "failed", "still_open", "rejected"
-ORPHAN_CANCELLED, ARCHIVED = "orphan_cancelled", "attempt_archived"
-ACTIONS = (RECORDED, FAILED, STILL_OPEN, REJECTED, ORPHAN_CANCELLED, ARCHIVED)
-GONE = {"cancelled", "rejected"}  # Cal.com booking statuses that hold no slot
-
 # A counter series that first appears at 1 shows no increase() to Prometheus: create them at 0.
-for _action in ACTIONS:
+for _action in ReconcileAction:
     metrics.RECONCILER_ACTIONS.labels(action=_action)
 
 
@@ -50,15 +43,15 @@ class ReconcileSummary:
     oldest_open_seconds: float = 0.0
     rows: list[tuple[str, str, str]] = field(default_factory=list)
 
-    def add(self, public_id: str, state_before: str, action: str) -> None:
+    def add(self, public_id: str, state_before: str, action: ReconcileAction) -> None:
         counter = {
-            RECORDED: "recorded",
-            FAILED: "failed",
-            STILL_OPEN: "still_open",
-            REJECTED: "rejected",
-            ORPHAN_CANCELLED: "orphans_cancelled",
-            ARCHIVED: "archived",
-        }[action]
+            ReconcileAction.RECORDED: "recorded",
+            ReconcileAction.FAILED: "failed",
+            ReconcileAction.STILL_OPEN: "still_open",
+            ReconcileAction.REJECTED: "rejected",
+            ReconcileAction.ORPHAN_CANCELLED: "orphans_cancelled",
+            ReconcileAction.ARCHIVED: "archived",
+        }[ReconcileAction(action)]
         setattr(self, counter, getattr(self, counter) + 1)
         self.rows.append((public_id, state_before, action))
 
@@ -92,7 +85,7 @@ class ReconcilePass:
         self,
         attempt: BookingAttempt,
         state_before: str,
-        action: str,
+        action: ReconcileAction,
         reason: str,
         *,
         uid: str | None = None,
@@ -101,7 +94,7 @@ class ReconcilePass:
         async with self.sessionmaker() as session, session.begin():
             audit.guard_event(
                 session,
-                layer=LAYER,
+                layer=GuardLayer.RECONCILER,
                 verdict=action,
                 reason=reason,
                 call_id=attempt.call_id,
@@ -112,23 +105,11 @@ class ReconcilePass:
             )
         self.record(attempt.public_id, state_before, action)
 
-    def record(self, public_id: str, state_before: str, action: str) -> None:
+    async def own_bookings(self, attempt: BookingAttempt) -> list[CalendarBooking]:
+        """The live upstream bookings this attempt's id proves are ours (the flow asks the same)."""
+        query = lookup_query(attempt.attendee_email, attempt.event_type_id, attempt.start_at)
+        return own_live_bookings(await self.upstream(self.gateway.find_bookings(query)), attempt.public_id)
+
+    def record(self, public_id: str, state_before: str, action: ReconcileAction) -> None:
         metrics.RECONCILER_ACTIONS.labels(action=action).inc()
         self.summary.add(public_id, state_before, action)
-
-
-# --- finding an attempt's own bookings upstream (open attempts and orphans alike) ------------------
-
-
-def booking_query(attempt: BookingAttempt) -> BookingQuery:
-    return BookingQuery(
-        attempt.attendee_email,
-        attempt.event_type_id,
-        attempt.start_at - timedelta(minutes=1),
-        attempt.start_at + timedelta(days=1),
-    )
-
-
-def ours(found: Sequence[CalendarBooking], attempt: BookingAttempt) -> list[CalendarBooking]:
-    """Bookings our attempt id proves are ours, and still holding their slot."""
-    return [b for b in found if b.metadata.get("attempt_id") == attempt.public_id and b.status not in GONE]

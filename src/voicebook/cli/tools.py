@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from voicebook.cli import app
-from voicebook.cli_support import fail, load_settings, one_line_errors
-
-simulate_app = typer.Typer(help="Replay incidents against the sandbox.", no_args_is_help=True)
-app.add_typer(simulate_app, name="simulate")
+from voicebook.cli.support import fail, load_settings, one_line_errors
 
 
-@app.command()
 @one_line_errors
 def sandbox(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
@@ -62,7 +55,6 @@ def sandbox(
     )
 
 
-@app.command()
 @one_line_errors
 def call(
     function: Annotated[
@@ -108,31 +100,3 @@ def call(
         typer.echo(response.text)
     if response.status_code != 200:
         raise fail(f"HTTP {response.status_code}")
-
-
-@simulate_app.command("incident")
-@one_line_errors
-def simulate_incident() -> None:
-    """Replay the seed's incident (calls 687 and 688) against the sandbox and show every layer."""
-    from voicebook.logging import configure_logging
-    from voicebook.simulate import simulate_incident as run
-
-    configure_logging("WARNING", json=True, stream=open(os.devnull, "w"))  # noqa: SIM115
-    for report in asyncio.run(run()):
-        typer.secho(f"\n== {report.title}", bold=True)
-        for c in report.calls:
-            typer.echo(f"  {c.call_id}: Cal.com answered uid={c.calcom_uid} createdAt={c.calcom_created_at}")
-            typer.echo(f"           guards: {', '.join(c.verdicts) or '-'}")
-            typer.echo(
-                f"           caller told: {c.status}" + (f" uid={c.answered_uid}" if c.answered_uid else "")
-            )
-        typer.echo(
-            f"  Cal.com bookings: {report.sandbox_bookings}; local appointments: "
-            + ", ".join(f"{u} ({cid})" for u, cid in report.appointments)
-        )
-        verdict = (
-            "a caller WAS handed another caller's booking"
-            if report.foreign_booking_handed_out
-            else ("no caller was handed another caller's booking")
-        )
-        typer.echo(f"  => {verdict}")

@@ -16,7 +16,7 @@ import structlog
 from sqlalchemy import ColumnElement, or_, select, update
 
 from voicebook.booking import attempts
-from voicebook.booking.reconciler_pass import ReconcilePass
+from voicebook.booking.reconcile.context import ReconcilePass
 from voicebook.db.models import BookingAttempt
 
 log = structlog.get_logger("voicebook.booking")

@@ -14,7 +14,8 @@ import structlog
 from sqlalchemy import select, update
 
 from voicebook.booking.errors import CalendarError, CalendarRejected
-from voicebook.booking.reconciler_pass import ORPHAN_CANCELLED, ReconcilePass, booking_query, ours
+from voicebook.booking.reconcile.context import ReconcilePass
+from voicebook.booking.types import ReconcileAction
 from voicebook.db.models import Appointment, BookingAttempt
 
 log = structlog.get_logger("voicebook.booking")
@@ -29,7 +30,7 @@ async def _has_appointment(run: ReconcilePass, uid: str) -> bool:
 async def work_orphan(run: ReconcilePass, attempt: BookingAttempt) -> None:
     """Cancel, once, every live Cal.com booking that carries this (failed or rejected) attempt's id."""
     try:
-        mine = ours(await run.upstream(run.gateway.find_bookings(booking_query(attempt))), attempt)
+        mine = await run.own_bookings(attempt)
     except (CalendarError, TimeoutError) as exc:
         log.warning("reconciler.orphan_lookup_failed", attempt_id=attempt.public_id, error=str(exc))
         return
@@ -64,4 +65,4 @@ async def work_orphan(run: ReconcilePass, attempt: BookingAttempt) -> None:
                 .execution_options(synchronize_session=False)
             )
     for uid in cancelled:
-        await run.act(attempt, attempt.state, ORPHAN_CANCELLED, reason, uid=uid)
+        await run.act(attempt, attempt.state, ReconcileAction.ORPHAN_CANCELLED, reason, uid=uid)

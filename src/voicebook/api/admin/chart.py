@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from voicebook.booking.report import HourBucket
+from voicebook.reporting.dashboard import HourBucket
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ from sqlalchemy.orm import InstrumentedAttribute
 
 from voicebook.booking.attempts import SENT, UNKNOWN
 from voicebook.booking.guards import DUPLICATE, MISMATCH, STALE
-from voicebook.booking.report_windows import companies_by_id, in_window, to_utc, zone_or_utc
 from voicebook.db.models import Appointment, BookingAttempt, Call, Company, GuardEvent
 from voicebook.logging import mask_email
+from voicebook.reporting.windows import companies_by_id, in_window, to_utc, zone_or_utc
 
 REJECTION_VERDICTS = (STALE, MISMATCH, DUPLICATE)
 REPLAY_VERDICT = "idempotent_replay"

@@ -1,7 +1,7 @@
 """Cal.com webhooks keep local appointments in step with changes made in Cal.com itself.
 
-The HTTP layer checks ``X-Cal-Signature-256`` and hands the parsed body
-``{"triggerEvent", "createdAt", "payload": {...}}`` to ``apply_calcom_event``, inside its transaction.
+The adapter (``voicebook.calcom.webhooks``) checks ``X-Cal-Signature-256`` and reads Cal.com's JSON into
+a ``CalendarChange``; ``apply_calendar_change`` applies it inside the caller's transaction.
 
 Webhooks arrive late, twice, or out of order, and may race our own booking flow, so every branch is
 written to *converge*: applying any set of events in any order, any number of times, ends in the same
@@ -20,8 +20,7 @@ rows. The rules that make that true:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 import structlog
@@ -30,98 +29,52 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from voicebook.booking import attempts
+from voicebook.booking.types import (
+    GONE_STATUSES,
+    AppointmentStatus,
+    CalendarChange,
+    ChangeKind,
+)
 from voicebook.db.base import utc_now
 from voicebook.db.models import Appointment, BookingAttempt, Service
 from voicebook.db.queries import insert_or_nothing
 
-log = structlog.get_logger("voicebook.calcom_events")
-
-CREATED_EXTERNAL, CANCELLED, RESCHEDULED = "created_external", "cancelled", "rescheduled"
-IGNORED, UNCHANGED, OURS_PENDING, OURS_ORPHAN = "ignored", "unchanged", "ours_pending", "ours_orphan"
-
-CREATE_TRIGGERS = {"BOOKING_CREATED", "BOOKING_REQUESTED"}
-CANCEL_TRIGGERS = {"BOOKING_CANCELLED", "BOOKING_REJECTED"}
-RESCHEDULE_TRIGGER = "BOOKING_RESCHEDULED"
-GONE_STATUSES = {"cancelled", "rejected"}
+log = structlog.get_logger("voicebook.booking")
 
 
-@dataclass(frozen=True)
-class _Booking:
-    """The fields of a webhook payload we use, validated once."""
+class SyncResult(StrEnum):
+    """What applying one change did (answered to Cal.com and logged)."""
 
-    uid: str
-    start: datetime | None
-    end: datetime | None
-    status: str
-    event_type_id: int | None
-    attendee_name: str | None
-    attendee_email: str | None
-    metadata: dict[str, Any]
-    reschedule_uid: str | None
+    CREATED_EXTERNAL = "created_external"
+    CANCELLED = "cancelled"
+    RESCHEDULED = "rescheduled"
+    IGNORED = "ignored"
+    UNCHANGED = "unchanged"
+    OURS_PENDING = "ours_pending"
+    OURS_ORPHAN = "ours_orphan"
 
 
-def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
-
-
-def _text(value: Any, limit: int) -> str | None:
-    return value[:limit] if isinstance(value, str) and value else None
-
-
-def _parse(payload: Any) -> _Booking | None:
-    if not isinstance(payload, dict) or not isinstance(payload.get("uid"), str) or not payload["uid"]:
-        return None
-    attendees = payload.get("attendees")
-    first: dict[str, Any] = {}
-    if isinstance(attendees, list) and attendees and isinstance(attendees[0], dict):
-        first = attendees[0]
-    event_type = payload.get("eventTypeId")
-    metadata = payload.get("metadata")
-    return _Booking(
-        uid=payload["uid"][:64],
-        start=_time(payload.get("startTime")),
-        end=_time(payload.get("endTime")),
-        status=str(payload.get("status") or "").lower(),
-        event_type_id=None if isinstance(event_type, bool) or not isinstance(event_type, int) else event_type,
-        attendee_name=_text(first.get("name"), 200),
-        attendee_email=_text(first.get("email"), 254),
-        metadata=metadata if isinstance(metadata, dict) else {},
-        reschedule_uid=_text(payload.get("rescheduleUid"), 64),
-    )
-
-
-async def apply_calcom_event(session: AsyncSession, event: dict[str, Any]) -> str:
-    """Apply one (signature-checked) Cal.com webhook body to ``appointments``; return what it did.
+async def apply_calendar_change(session: AsyncSession, change: CalendarChange | None) -> SyncResult:
+    """Apply one (signature-checked) change from the calendar to ``appointments``; return what it did.
 
     Results: ``created_external`` (a booking made outside voicebook, now recorded with
     ``source='external'``), ``cancelled``, ``rescheduled``, ``unchanged`` (already in that state: a
     repeat, a late event, or a lost race with the booking flow), ``ours_pending`` (carries one of our
     in-flight attempt ids: the flow or the reconciler records it), ``ours_orphan`` (carries the id of an
     attempt that was not kept: the reconciler cancels it), ``ignored`` (a trigger we do not track, or a
-    payload without uid or times). Runs in the caller's transaction; flushes, never commits; never raises on a
-    malformed payload (a 5xx would only make Cal.com resend the same body).
+    payload without uid or times; ``change`` is None). Runs in the caller's transaction; flushes, never
+    commits.
     """
-    trigger = event.get("triggerEvent")
-    try:
-        booking = _parse(event.get("payload"))
-    except ValueError as exc:
-        log.warning("calcom.webhook_unreadable", trigger=trigger, error=str(exc))
-        return IGNORED
-    if booking is None:
-        result = IGNORED
-    elif trigger in CREATE_TRIGGERS:
-        result = await _created(session, booking)
-    elif trigger in CANCEL_TRIGGERS:
-        result = await _cancelled(session, booking)
-    elif trigger == RESCHEDULE_TRIGGER:
-        result = await _rescheduled(session, booking)
+    if change is None or change.kind is ChangeKind.OTHER:
+        result = SyncResult.IGNORED
+    elif change.kind is ChangeKind.CREATED:
+        result = await _created(session, change)
+    elif change.kind is ChangeKind.CANCELLED:
+        result = await _cancelled(session, change)
     else:
-        result = IGNORED
-    uid = booking.uid if booking else None
-    log.info("calcom.webhook", trigger=trigger, calcom_booking_uid=uid, result=result)
+        result = await _rescheduled(session, change)
+    uid = change.uid if change else None
+    log.info("calendar.change", kind=change.kind if change else None, calcom_booking_uid=uid, result=result)
     return result
 
 
@@ -142,12 +95,11 @@ async def _moved_away(session: AsyncSession, uid: str) -> bool:
     return found.first() is not None
 
 
-async def _our_attempt(session: AsyncSession, booking: _Booking) -> BookingAttempt | None:
-    attempt_id = booking.metadata.get("attempt_id")
-    if not isinstance(attempt_id, str) or not attempt_id:
+async def _our_attempt(session: AsyncSession, booking: CalendarChange) -> BookingAttempt | None:
+    if not booking.attempt_id:
         return None
     return (
-        await session.execute(select(BookingAttempt).where(BookingAttempt.public_id == attempt_id))
+        await session.execute(select(BookingAttempt).where(BookingAttempt.public_id == booking.attempt_id))
     ).scalar_one_or_none()
 
 
@@ -165,7 +117,7 @@ async def _owner(session: AsyncSession, event_type_id: int | None) -> tuple[int 
 
 
 async def _insert_external(
-    session: AsyncSession, booking: _Booking, status: str, *, rescheduled_from: str | None = None
+    session: AsyncSession, booking: CalendarChange, status: str, *, rescheduled_from: str | None = None
 ) -> bool:
     """Insert-or-nothing, so a concurrent insert of the same uid (flow or a repeated event) just wins."""
     if booking.start is None:
@@ -193,13 +145,13 @@ async def _insert_external(
     return await insert_or_nothing(session, Appointment.__table__, values)  # type: ignore[arg-type]
 
 
-async def _created(session: AsyncSession, booking: _Booking) -> str:
+async def _created(session: AsyncSession, booking: CalendarChange) -> SyncResult:
     if await _by_uid(session, booking.uid) is not None or await _moved_away(session, booking.uid):
-        return UNCHANGED
+        return SyncResult.UNCHANGED
     attempt = await _our_attempt(session, booking)
     if attempt is not None:
         if attempt.state in attempts.IN_FLIGHT:
-            return OURS_PENDING
+            return SyncResult.OURS_PENDING
         log.warning(
             "calcom.webhook_orphan",
             attempt_id=attempt.public_id,
@@ -207,50 +159,60 @@ async def _created(session: AsyncSession, booking: _Booking) -> str:
             calcom_booking_uid=booking.uid,
             detail="booking of an attempt that was not kept; the reconciler cancels it",
         )
-        return OURS_ORPHAN
+        return SyncResult.OURS_ORPHAN
     if booking.start is None:
-        return IGNORED
-    status = "cancelled" if booking.status in GONE_STATUSES else "booked"
-    return CREATED_EXTERNAL if await _insert_external(session, booking, status) else UNCHANGED
+        return SyncResult.IGNORED
+    status = AppointmentStatus.CANCELLED if booking.status in GONE_STATUSES else AppointmentStatus.BOOKED
+    return (
+        SyncResult.CREATED_EXTERNAL
+        if await _insert_external(session, booking, status)
+        else SyncResult.UNCHANGED
+    )
 
 
-async def _cancelled(session: AsyncSession, booking: _Booking) -> str:
+async def _cancelled(session: AsyncSession, booking: CalendarChange) -> SyncResult:
     existing = await _by_uid(session, booking.uid)
     if existing is None:
         if await _moved_away(session, booking.uid):
-            return UNCHANGED
+            return SyncResult.UNCHANGED
         if booking.start is None:
-            return IGNORED
+            return SyncResult.IGNORED
         # Unknown uid: keep the fact, so a late BOOKING_CREATED finds it cancelled and leaves it so.
-        return CANCELLED if await _insert_external(session, booking, "cancelled") else UNCHANGED
+        return (
+            SyncResult.CANCELLED
+            if await _insert_external(session, booking, AppointmentStatus.CANCELLED)
+            else SyncResult.UNCHANGED
+        )
     result = await session.execute(
         update(Appointment)
-        .where(Appointment.id == existing.id, Appointment.status != "cancelled")
-        .values(status="cancelled", updated_at=utc_now())
+        .where(Appointment.id == existing.id, Appointment.status != AppointmentStatus.CANCELLED)
+        .values(status=AppointmentStatus.CANCELLED, updated_at=utc_now())
         .execution_options(synchronize_session=False)
     )
-    return CANCELLED if getattr(result, "rowcount", 0) else UNCHANGED
+    return SyncResult.CANCELLED if getattr(result, "rowcount", 0) else SyncResult.UNCHANGED
 
 
-async def _rescheduled(session: AsyncSession, booking: _Booking) -> str:
+async def _rescheduled(session: AsyncSession, booking: CalendarChange) -> SyncResult:
     """The payload is the *new* booking; ``rescheduleUid`` names the old one."""
     old_uid = booking.reschedule_uid
     if not old_uid or old_uid == booking.uid:
         return await _created(session, booking)
     if booking.start is None:
-        return IGNORED
+        return SyncResult.IGNORED
     new_holder = await _by_uid(session, booking.uid)
     old_holder = await _by_uid(session, old_uid)
     if old_holder is None:
         if new_holder is not None:
-            return UNCHANGED
-        inserted = await _insert_external(session, booking, "booked", rescheduled_from=old_uid)
-        return CREATED_EXTERNAL if inserted else UNCHANGED
-    status = "booked"
+            return SyncResult.UNCHANGED
+        inserted = await _insert_external(
+            session, booking, AppointmentStatus.BOOKED, rescheduled_from=old_uid
+        )
+        return SyncResult.CREATED_EXTERNAL if inserted else SyncResult.UNCHANGED
+    status: str = AppointmentStatus.BOOKED
     if new_holder is not None:
         if new_holder.source != "external" or new_holder.call_id is not None:
             log.warning("calcom.webhook_reschedule_conflict", old_uid=old_uid, calcom_booking_uid=booking.uid)
-            return UNCHANGED
+            return SyncResult.UNCHANGED
         # An event about the new uid came first and made a stand-in row; fold it into the real appointment.
         status = new_holder.status
     try:
@@ -275,5 +237,5 @@ async def _rescheduled(session: AsyncSession, booking: _Booking) -> str:
                 .execution_options(synchronize_session=False)
             )
     except IntegrityError:
-        return UNCHANGED  # a concurrent insert took the new uid; the next delivery folds it in
-    return RESCHEDULED if getattr(result, "rowcount", 0) else UNCHANGED
+        return SyncResult.UNCHANGED  # a concurrent insert took the new uid; the next delivery folds it in
+    return SyncResult.RESCHEDULED if getattr(result, "rowcount", 0) else SyncResult.UNCHANGED

@@ -8,10 +8,7 @@ whole surface answers 503, so an unset variable can never mean "open to everyone
 
 The page is rendered on the server (Jinja2, inline SVG, inline CSS): no build step, no CDN, nothing that
 breaks when the operator's network blocks third-party hosts. Personal data arrives already masked from
-``voicebook.booking.report``.
-
-Here: the router and its pages and JSON; who gets in is ``admin_auth``, the page's words ``admin_language``,
-the chart's layout ``admin_chart`` (their public names are re-exported from this module).
+``voicebook.reporting``.
 """
 
 from __future__ import annotations
@@ -28,52 +25,21 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel
 
-from voicebook.api.admin_auth import (
+from voicebook.api.admin.auth import (
     AUTH_RESPONSES,
     BEARER,
     COOKIE,
-    DISABLED,
     SESSION_SECONDS,
     Access,
     AdminAccess,
     admin_token,
     check_access,
-    require_admin,
     session_cookie,
 )
-from voicebook.api.admin_chart import Bar, Chart, Tick, build_chart
-from voicebook.api.admin_language import DATETIME_FORMAT, LANGS, TEXT, pick_language
-from voicebook.api.deps import SessionmakerDep
-from voicebook.booking import report
-
-__all__ = [
-    "COOKIE",
-    "DISABLED",
-    "LANGS",
-    "SESSION_SECONDS",
-    "TEXT",
-    "Access",
-    "AdminAccess",
-    "Bar",
-    "Chart",
-    "GuardEventOut",
-    "RejectionOut",
-    "StuckAttemptOut",
-    "SummaryOut",
-    "Tick",
-    "admin_login",
-    "admin_logout",
-    "admin_page",
-    "api_guard_events",
-    "api_stuck_attempts",
-    "api_summary",
-    "build_chart",
-    "check_access",
-    "pick_language",
-    "require_admin",
-    "router",
-    "session_cookie",
-]
+from voicebook.api.admin.chart import build_chart
+from voicebook.api.admin.language import DATETIME_FORMAT, TEXT, pick_language
+from voicebook.api.deps import SessionDep
+from voicebook.reporting import dashboard, figures
 
 router = APIRouter(tags=["admin"])
 
@@ -120,13 +86,12 @@ def _login_page(request: Request, lang: str, access: Access, error: bool = False
     status_code=200,
     responses=AUTH_RESPONSES,
 )
-async def admin_page(request: Request, sessionmaker: SessionmakerDep) -> HTMLResponse:
+async def admin_page(request: Request, session: SessionDep) -> HTMLResponse:
     lang = _language(request)
     access = check_access(request)
     if access is not Access.GRANTED:
         return _login_page(request, lang, access)
-    async with sessionmaker() as session:
-        board = await report.dashboard(session)
+    board = await dashboard.dashboard(session)
     chart = build_chart(board.hourly, board.zone, TEXT[lang])
     return _page(request, "admin.html", lang, 200, board=board, chart=chart)
 
@@ -216,7 +181,7 @@ class SummaryOut(BaseModel):
     oldest_stuck_seconds: float
 
 
-def _stuck_out(s: report.StuckAttempt) -> StuckAttemptOut:
+def _stuck_out(s: figures.StuckAttempt) -> StuckAttemptOut:
     return StuckAttemptOut.model_validate(s, from_attributes=True)
 
 
@@ -229,15 +194,14 @@ def _stuck_out(s: report.StuckAttempt) -> StuckAttemptOut:
 )
 async def api_summary(
     _: AdminAccess,
-    sessionmaker: SessionmakerDep,
+    session: SessionDep,
     since: Annotated[datetime | None, Query(description="window start, ISO-8601 (UTC if no offset)")] = None,
     until: Annotated[datetime | None, Query(description="window end (exclusive), default now")] = None,
     company_id: Annotated[int | None, Query()] = None,
 ) -> SummaryOut:
     end = _aware(until) if until else datetime.now(UTC)
     start = _aware(since) if since else end - timedelta(hours=24)
-    async with sessionmaker() as session:
-        f = await report.figures(session, start, end, company_id)
+    f = await figures.figures(session, start, end, company_id)
     return SummaryOut(
         start=f.start,
         end=f.end,
@@ -268,11 +232,10 @@ def _aware(moment: datetime) -> datetime:
 )
 async def api_guard_events(
     _: AdminAccess,
-    sessionmaker: SessionmakerDep,
+    session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[GuardEventOut]:
-    async with sessionmaker() as session:
-        events = await report.recent_guard_events(session, limit)
+    events = await dashboard.recent_guard_events(session, limit)
     return [GuardEventOut.model_validate(e, from_attributes=True) for e in events]
 
 
@@ -285,9 +248,8 @@ async def api_guard_events(
 )
 async def api_stuck_attempts(
     _: AdminAccess,
-    sessionmaker: SessionmakerDep,
-    older_than_seconds: Annotated[float, Query(ge=0)] = report.DEFAULT_STUCK_AFTER.total_seconds(),
+    session: SessionDep,
+    older_than_seconds: Annotated[float, Query(ge=0)] = figures.DEFAULT_STUCK_AFTER.total_seconds(),
 ) -> list[StuckAttemptOut]:
-    async with sessionmaker() as session:
-        stuck = await report.stuck_attempts(session, older_than=timedelta(seconds=older_than_seconds))
+    stuck = await figures.stuck_attempts(session, older_than=timedelta(seconds=older_than_seconds))
     return [_stuck_out(s) for s in stuck]

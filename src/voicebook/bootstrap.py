@@ -1,4 +1,7 @@
-"""Chooses the calendar: real Cal.com when a key is set, otherwise the built-in sandbox.
+"""The composition root shared by the app and the CLI: the booking policy, the calendar, the database.
+
+Only this module (with ``app.py`` and ``cli/``) knows both ends: settings on one side, the domain's
+collaborators on the other. The calendar is real Cal.com when a key is set, otherwise the built-in sandbox.
 
 In sandbox mode the sandbox runs in this process behind ``httpx.ASGITransport``: the real client speaks
 real Cal.com v2 HTTP to it, no socket and no account needed. It holds an event type for every service
@@ -12,20 +15,42 @@ from dataclasses import dataclass, field
 
 import httpx
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from voicebook import metrics
+from voicebook.booking.policy import BookingPolicy, GuardPolicy
 from voicebook.booking.ports import CalendarGateway
 from voicebook.calcom.client import CalcomClient
 from voicebook.calcom.gateway import CalcomGateway
 from voicebook.calcom.sandbox import Sandbox, event_type_from_service
 from voicebook.calcom.transport import build_http_client
 from voicebook.db.queries import all_services
+from voicebook.db.session import make_engine, make_sessionmaker
 from voicebook.settings import Settings
 
 log = structlog.get_logger("voicebook.app")
 SANDBOX_BASE_URL = "https://api.cal.com"
 SANDBOX_KEY = "cal_sandbox_local"
+
+
+def booking_policy(settings: Settings) -> BookingPolicy:
+    """The domain's knobs, read from settings once, so the domain never reads the environment."""
+    return BookingPolicy(
+        guards=GuardPolicy(
+            enabled=settings.duplicate_prevention_enabled,
+            stale_booking_seconds=settings.stale_booking_seconds,
+            clock_skew_seconds=settings.clock_skew_seconds,
+        ),
+        fallback_email_template=settings.fallback_email_template,
+        lock_seconds=settings.attempt_lock_seconds,
+        resolve_budget_seconds=settings.resolve_budget_seconds,
+    )
+
+
+def database(settings: Settings) -> tuple[AsyncEngine, async_sessionmaker[AsyncSession]]:
+    """The engine and its session factory; whoever opens them disposes of the engine."""
+    engine = make_engine(settings.database_url)
+    return engine, make_sessionmaker(engine)
 
 
 @dataclass
@@ -44,7 +69,7 @@ def sandbox_gateway(sandbox: Sandbox, *, timeout: float = 10.0) -> tuple[CalcomG
     http = build_http_client(
         SANDBOX_BASE_URL, SANDBOX_KEY, timeout, transport=httpx.ASGITransport(app=sandbox.app)
     )
-    return CalcomGateway(CalcomClient(http, on_response=metrics.observe_calcom), is_sandbox=True), http
+    return CalcomGateway(CalcomClient(http, on_response=metrics.observe_calcom)), http
 
 
 async def open_calendar(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> CalendarHandle:
@@ -54,7 +79,7 @@ async def open_calendar(settings: Settings, sessionmaker: async_sessionmaker[Asy
             settings.calcom_api_key.get_secret_value(),
             settings.calcom_timeout_seconds,
         )
-        gateway = CalcomGateway(CalcomClient(http, on_response=metrics.observe_calcom), is_sandbox=False)
+        gateway = CalcomGateway(CalcomClient(http, on_response=metrics.observe_calcom))
         return CalendarHandle(gateway, [http.aclose])
     secret = settings.calcom_webhook_secret.get_secret_value() if settings.calcom_webhook_secret else None
     sandbox = Sandbox(

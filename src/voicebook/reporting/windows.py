@@ -14,13 +14,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from voicebook.db.models import Company
+from voicebook.errors import ReportWindowError
 
 UTC_ZONE = ZoneInfo("UTC")
 
 
 def to_utc(moment: datetime) -> datetime:
     if moment.tzinfo is None:
-        raise ValueError("report windows need aware datetimes")
+        raise ReportWindowError("report windows need aware datetimes")
     return moment.astimezone(UTC)
 
 

@@ -15,10 +15,10 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from voicebook.booking.report_figures import REJECTION_VERDICTS, Figures, figures
-from voicebook.booking.report_windows import companies_by_id, in_window, to_utc, zone_or_utc
 from voicebook.db.models import Appointment, Call, Company, Customer, GuardEvent, Service
 from voicebook.logging import mask_email, mask_phone
+from voicebook.reporting.figures import REJECTION_VERDICTS, Figures, figures
+from voicebook.reporting.windows import companies_by_id, in_window, to_utc, zone_or_utc
 
 # Verdicts that are routine and would drown the interesting ones in the event list.
 ROUTINE_VERDICTS = ("accepted",)

@@ -17,8 +17,8 @@ from sqlalchemy import select
 from voicebook.booking import flow
 from voicebook.booking.policy import BookingPolicy, GuardPolicy
 from voicebook.booking.tenancy import CallContext, ServiceRef, Tenant
+from voicebook.bootstrap import sandbox_gateway
 from voicebook.calcom.sandbox import Sandbox, event_type_from_service
-from voicebook.calendar_factory import sandbox_gateway
 from voicebook.db import migrate
 from voicebook.db.models import Appointment, Company, GuardEvent, PhoneNumber, Service
 from voicebook.db.session import make_engine, make_sessionmaker
@@ -139,7 +139,7 @@ async def _run(title: str, policy: BookingPolicy, workdir: Path) -> RunReport:
         await engine.dispose()
 
 
-async def simulate_incident() -> list[RunReport]:
+async def replay_incident() -> list[RunReport]:
     with tempfile.TemporaryDirectory(prefix="voicebook-simulate-") as tmp:
         today = BookingPolicy()
         seed = BookingPolicy(guards=GuardPolicy(enabled=False), fallback_email_template=SEED_SHARED_EMAIL)
