@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tests.factories import make_tenant
 
 from voicebook.booking.tenancy import CallContext, OfferingCache
+from voicebook.booking.window import BookingWindow
 from voicebook.db.models import Service
 
 Sm = async_sessionmaker[AsyncSession]
@@ -48,3 +49,24 @@ class TestOfferingCache:
         await make_tenant(sessionmaker)
         async with sessionmaker() as session:
             assert await OfferingCache().get(session, CallContext("c", None, "+4940999999")) is None
+
+
+@pytest.mark.asyncio
+async def test_offering_carries_each_services_booking_window(sessionmaker: Sm) -> None:
+    """Issue 13, case 8: the flow reads the window from the ServiceRef it already has."""
+    await make_tenant(sessionmaker)
+    async with sessionmaker() as session:
+        default = await OfferingCache().get(session, CallContext("c", None, "+49301234567"))
+    assert default is not None
+    ref = default.find("Haarschnitt")
+    assert ref is not None
+    assert ref.window == BookingWindow(max_days_ahead=365, min_notice_minutes=0)
+    async with sessionmaker() as session, session.begin():
+        await session.execute(update(Service).values(max_days_ahead=14, min_notice_minutes=120))
+    async with sessionmaker() as session:
+        offering = await OfferingCache().get(session, CallContext("c", None, "+49301234567"))
+    assert offering is not None
+    ref = offering.find("Haarschnitt")
+    assert ref is not None
+    assert (ref.max_days_ahead, ref.min_notice_minutes) == (14, 120)
+    assert ref.window == BookingWindow(max_days_ahead=14, min_notice_minutes=120)

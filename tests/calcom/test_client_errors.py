@@ -80,6 +80,9 @@ CREATE_CASES = [
     (422, nest(422, "UnprocessableEntityException", "no hosts"), CalcomRejected),
     (500, nest(500, "InternalServerErrorException", "Internal server error"), OutcomeUnknown),
     (502, "<html>bad gateway</html>", OutcomeUnknown),
+    # A 503 is ambiguous too: an edge or proxy can answer it while Cal.com goes on (issue 13, case 4).
+    (503, nest(503, "ServiceUnavailableException", "Service Unavailable"), OutcomeUnknown),
+    (503, "", OutcomeUnknown),
     (504, "", OutcomeUnknown),
 ]
 
@@ -116,6 +119,85 @@ def test_named_errors_are_domain_errors() -> None:
     assert issubclass(OutcomeUnknown, domain.OutcomeUnknown)
     assert RateLimited("x", 3).status_code == 429
     assert SlotUnavailable("x").status_code == 409
+
+
+async def _cancel(client: CalcomClient) -> object:
+    return await client.cancel_booking("8Fxv4pCqnb1Jva1w9wn5wX", "caller asked")
+
+
+async def _reschedule(client: CalcomClient) -> object:
+    return await client.reschedule_booking("8Fxv4pCqnb1Jva1w9wn5wX", START, "caller asked")
+
+
+WRITES = [
+    pytest.param("/v2/bookings", _create, id="create"),
+    pytest.param("/v2/bookings/8Fxv4pCqnb1Jva1w9wn5wX/cancel", _cancel, id="cancel"),
+    pytest.param("/v2/bookings/8Fxv4pCqnb1Jva1w9wn5wX/reschedule", _reschedule, id="reschedule"),
+]
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+@pytest.mark.parametrize(("path", "send"), WRITES)
+@pytest.mark.asyncio
+async def test_5xx_on_a_write_is_outcome_unknown_and_never_resent(status: int, path: str, send: Any) -> None:
+    """Case 4: Cal.com may have stored the change behind a 5xx; a re-send would meet our own booking."""
+    sleep = NoSleep()
+    with respx.mock(base_url=BASE_URL, assert_all_called=True) as mock:
+        route = mock.post(path).mock(
+            side_effect=[
+                httpx.Response(status, json=nest(status, "ServiceUnavailableException", "down")),
+                httpx.Response(201, json=success(booking_json())),
+            ]
+        )
+        with pytest.raises(OutcomeUnknown):
+            await send(_client(sleep))
+    assert route.call_count == 1
+    assert sleep.calls == []
+
+
+@pytest.mark.parametrize(("path", "send"), WRITES)
+@pytest.mark.asyncio
+async def test_nothing_sent_and_429_on_a_write_are_retried(path: str, send: Any) -> None:
+    """Only failures before the request left, and Cal.com's throttler, are safe to resend blind."""
+    sleep = NoSleep()
+    with respx.mock(base_url=BASE_URL, assert_all_called=True) as mock:
+        route = mock.post(path).mock(
+            side_effect=[
+                httpx.ConnectError("refused"),
+                httpx.Response(429, json=THROTTLED, headers={"X-RateLimit-Reset-Default": "1"}),
+                httpx.Response(201, json=success(booking_json())),
+            ]
+        )
+        await send(_client(sleep))
+    assert route.call_count == 3
+    assert sleep.calls == [0.2, 1.0]
+
+
+@pytest.mark.parametrize(
+    "exc", [httpx.ReadTimeout("slow"), httpx.ReadError("reset"), httpx.RemoteProtocolError("gone")]
+)
+@pytest.mark.parametrize(("path", "send"), WRITES)
+@pytest.mark.asyncio
+async def test_failure_after_sending_a_write_is_outcome_unknown(exc: Exception, path: str, send: Any) -> None:
+    with respx.mock(base_url=BASE_URL, assert_all_called=True) as mock:
+        route = mock.post(path).mock(side_effect=exc)
+        with pytest.raises(OutcomeUnknown):
+            await send(_client())
+    assert route.call_count == 1
+
+
+@pytest.mark.parametrize("status", [502, 503, 504])
+@pytest.mark.asyncio
+async def test_5xx_on_a_read_may_be_retried(status: int) -> None:
+    """A GET changes nothing, so a gateway hiccup is worth another try within the budget."""
+    sleep = NoSleep()
+    with respx.mock(base_url=BASE_URL, assert_all_called=True) as mock:
+        route = mock.get("/v2/bookings/x").mock(
+            side_effect=[httpx.Response(status, text=""), httpx.Response(200, json=success(booking_json()))]
+        )
+        assert await _client(sleep).get_booking("x") is not None
+    assert route.call_count == 2
+    assert sleep.calls == [0.2]
 
 
 @pytest.mark.asyncio

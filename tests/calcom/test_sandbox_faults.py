@@ -5,10 +5,19 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from voicebook.calcom import CalcomClient, CalcomUnavailable, OutcomeUnknown, RateLimited
+from voicebook.booking import errors as domain
+from voicebook.booking.types import Attendee, BookingRequest
+from voicebook.calcom import (
+    CalcomClient,
+    CalcomGateway,
+    CalcomUnavailable,
+    OutcomeUnknown,
+    RateLimited,
+    build_http_client,
+)
 from voicebook.calcom.sandbox import Fault, Faults, Sandbox
 
-from .conftest import INDIVIDUAL, SLOT, NoSleep
+from .conftest import API_KEY, BASE_URL, INDIVIDUAL, SLOT, NoSleep
 
 
 def _create(client: CalcomClient, email: str = "jane@example.test"):  # type: ignore[no-untyped-def]
@@ -57,13 +66,78 @@ async def test_500_on_create_is_ambiguous_but_on_get_is_unavailable(
         await client.get_booking(sandbox.bookings[0].uid)
 
 
+class CountingTransport(httpx.AsyncBaseTransport):
+    """Counts what really left the client, per ``METHOD path``."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.sent: list[str] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.sent.append(f"{request.method} {request.url.path}")
+        return await self.inner.handle_async_request(request)
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
 @pytest.mark.asyncio
-async def test_503_is_retried_then_succeeds(
+async def test_5xx_after_store_sends_the_post_once_and_is_outcome_unknown(
+    sandbox: Sandbox, no_sleep: NoSleep, status: int
+) -> None:
+    """Case 4 (issue 13): Cal.com stores the booking, then answers 503; the client must not re-send."""
+    counting = CountingTransport(httpx.ASGITransport(app=sandbox.app))
+    async with build_http_client(BASE_URL, API_KEY, 5.0, transport=counting) as http:
+        gateway = CalcomGateway(CalcomClient(http, retry_sleep=no_sleep), is_sandbox=True)
+        sandbox.faults.inject("http_error", "bookings.create", phase="after", status=status)
+        request = BookingRequest(
+            event_type_id=INDIVIDUAL.id,
+            start=SLOT,
+            attendee=Attendee(name="Jane", email="jane@example.test", time_zone="UTC"),
+            metadata={"call_id": "c1", "attempt_id": "a1"},
+        )
+        with pytest.raises(domain.OutcomeUnknown):
+            await gateway.create_booking(request)
+        assert counting.sent == ["POST /v2/bookings"]
+        assert no_sleep.calls == []
+        (stored,) = sandbox.bookings
+        assert stored.metadata["attempt_id"] == "a1"  # the lookup the domain does next finds it
+
+
+@pytest.mark.asyncio
+async def test_503_before_store_is_outcome_unknown_too(client: CalcomClient, sandbox: Sandbox) -> None:
+    """The client cannot tell a 503 before processing from one after; the domain's lookup can."""
+    sandbox.faults.inject("http_error", "bookings.create", phase="before", status=503)
+    with pytest.raises(OutcomeUnknown):
+        await _create(client)
+    assert sandbox.bookings == []
+
+
+@pytest.mark.parametrize("endpoint", ["bookings.cancel", "bookings.reschedule"])
+@pytest.mark.asyncio
+async def test_503_after_a_change_is_outcome_unknown_and_sent_once(
+    client: CalcomClient, sandbox: Sandbox, no_sleep: NoSleep, endpoint: str
+) -> None:
+    booking = await _create(client)
+    sandbox.faults.inject("http_error", endpoint, phase="after", status=503)
+    change = (
+        client.cancel_booking(booking.uid, "asked")
+        if endpoint == "bookings.cancel"
+        else client.reschedule_booking(booking.uid, SLOT.replace(hour=11), "asked")
+    )
+    with pytest.raises(OutcomeUnknown):
+        await change
+    assert no_sleep.calls == []
+    assert sandbox.faults.active() == []
+    statuses = sorted(b.status for b in sandbox.bookings)
+    # Stored once: a re-send would have failed on the already cancelled booking instead.
+    assert statuses == (["cancelled"] if endpoint == "bookings.cancel" else ["accepted", "cancelled"])
+
+
+@pytest.mark.asyncio
+async def test_503_on_a_read_is_retried_then_succeeds(
     client: CalcomClient, sandbox: Sandbox, no_sleep: NoSleep
 ) -> None:
-    sandbox.faults.inject("http_error", "bookings.create", status=503, times=1)
-    booking = await _create(client)
-    assert booking.uid == sandbox.bookings[0].uid
+    sandbox.faults.inject("http_error", "slots.get", status=503, times=1)
+    assert await client.get_slots(INDIVIDUAL.id, SLOT, SLOT.replace(hour=12))
     assert len(no_sleep.calls) == 1
 
 

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from voicebook.db import migrate
 from voicebook.db.base import Base
@@ -59,4 +59,58 @@ class TestMigrations:
 
 @pytest.mark.parametrize("revision", ["head"])
 def test_single_head(revision: str) -> None:
-    assert migrate.current_heads() == ("0002",)
+    assert migrate.current_heads() == ("0003",)
+
+
+def _run(url: str, *statements: str) -> list[tuple[object, ...]]:
+    async def run() -> list[tuple[object, ...]]:
+        engine = make_engine(url)
+        try:
+            async with engine.begin() as conn:
+                rows: list[tuple[object, ...]] = []
+                for statement in statements:
+                    result = await conn.execute(text(statement))
+                    if result.returns_rows:
+                        rows = [tuple(r) for r in result.all()]
+                return rows
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def _service_columns(url: str) -> set[str]:
+    async def run() -> set[str]:
+        engine = make_engine(url)
+        try:
+            async with engine.connect() as conn:
+                return await conn.run_sync(
+                    lambda c: {col["name"] for col in inspect(c).get_columns("services")}
+                )
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def test_0003_gives_existing_services_the_default_window_and_downgrades(db_url: str) -> None:
+    """Issue 13, case 8: a service row from before 0003 reads as 365 days ahead, no minimum notice."""
+    migrate.downgrade(db_url, "0002")
+    try:
+        _run(
+            db_url,
+            "INSERT INTO companies (id, slug, name, timezone, email_domain, locale, country, created_at, "
+            "updated_at) VALUES (1, 'salon', 'Salon', 'Europe/Berlin', 'salon.example', 'de', 'DE', "
+            "'2026-11-30 10:00:00', '2026-11-30 10:00:00')",
+            "INSERT INTO services (id, company_id, name, aliases, event_type_id, duration_minutes, "
+            "round_robin, created_at, updated_at) VALUES (1, 1, 'Haarschnitt', '[]', 7, 30, false, "
+            "'2026-11-30 10:00:00', '2026-11-30 10:00:00')",
+        )
+        migrate.upgrade(db_url, "0003")
+        assert _run(db_url, "SELECT max_days_ahead, min_notice_minutes FROM services") == [(365, 0)]
+        migrate.downgrade(db_url, "0002")
+        assert _run(db_url, "SELECT name FROM services") == [("Haarschnitt",)]
+        assert "max_days_ahead" not in _service_columns(db_url)
+    finally:
+        _run(db_url, "DELETE FROM services", "DELETE FROM companies")
+        migrate.upgrade(db_url, "head")

@@ -5,9 +5,9 @@ VoicebookError
     └── CalendarError                 (raised by a CalendarGateway)
         ├── SlotUnavailable           the slot is taken or not offered (nothing was booked)
         ├── CalendarRejected          any other refusal (4xx): status, code, message
-        ├── CalendarUnavailable       nothing took effect (connect error, 5xx before processing)
+        ├── CalendarUnavailable       nothing took effect (nothing sent, or a 5xx/timeout on a read)
         │   └── RateLimited           429; reset_seconds says when to try again
-        └── OutcomeUnknown            the request may have taken effect (read timeout, reset after send)
+        └── OutcomeUnknown            a write may have taken effect (any 5xx, read timeout, reset after send)
 
 Business outcomes of a booking (a slot taken, a foreign booking refused, a conflicting retry) are not
 exceptions: the use cases answer them as ``booking.outcomes.Outcome``.

@@ -11,6 +11,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from voicebook.booking.window import DEFAULT_MAX_DAYS_AHEAD, DEFAULT_MIN_NOTICE_MINUTES, BookingWindow
 from voicebook.db import queries
 from voicebook.db.models import Call, Company, Customer
 
@@ -39,6 +40,13 @@ class ServiceRef:
     name: str
     event_type_id: int
     duration_minutes: int
+    max_days_ahead: int = DEFAULT_MAX_DAYS_AHEAD
+    min_notice_minutes: int = DEFAULT_MIN_NOTICE_MINUTES
+
+    @property
+    def window(self) -> BookingWindow:
+        """The service's booking window, for ``booking.window.check_window``."""
+        return BookingWindow(self.max_days_ahead, self.min_notice_minutes)
 
 
 def _tenant(company: Company) -> Tenant:
@@ -100,7 +108,9 @@ async def load_offering(session: AsyncSession, ctx: CallContext) -> Offering | N
         return None
     services = tuple(
         (
-            ServiceRef(s.id, s.name, s.event_type_id, s.duration_minutes),
+            ServiceRef(
+                s.id, s.name, s.event_type_id, s.duration_minutes, s.max_days_ahead, s.min_notice_minutes
+            ),
             frozenset({_fold(s.name), *(_fold(a) for a in s.aliases or [])}),
         )
         for s in await queries.services_of(session, tenant.company_id)

@@ -2,7 +2,9 @@
 
 The ``httpx.AsyncClient`` is built outside (``transport.build_http_client``) so tests and the
 sandbox can swap the transport. This class owns version headers, error mapping, the retry policy
-and response parsing; it never resends a mutating request whose outcome is unknown.
+and response parsing; it never resends a mutating request whose outcome is unknown: a write is
+resent only after a failure before it left (connect error) or Cal.com's 429, never after a 5xx,
+a read timeout or a reset (``transport.is_retryable_status``).
 """
 
 from __future__ import annotations
@@ -41,9 +43,9 @@ from voicebook.calcom.schemas import (
     to_utc_iso,
 )
 from voicebook.calcom.transport import (
-    RETRYABLE_STATUSES,
     RetryableFailure,
     Sleep,
+    is_retryable_status,
     retry_policy,
 )
 
@@ -298,7 +300,7 @@ class CalcomClient:
         if response.is_success or (allow_404 and response.status_code == 404):
             return response
         error = error_for_response(response, endpoint=endpoint, mutating=mutating, secret=self._secret)
-        if response.status_code in RETRYABLE_STATUSES:
+        if is_retryable_status(response.status_code, mutating=mutating):
             raise RetryableFailure(error, getattr(error, "reset_seconds", None))
         raise error
 

@@ -5,6 +5,8 @@ The split that matters to the domain is *did anything happen?*:
 * ``SlotUnavailable`` / ``CalcomRejected`` — Cal.com answered with a refusal; nothing was booked.
 * ``CalcomUnavailable`` (and ``RateLimited``) — the request never took effect; safe to retry.
 * ``OutcomeUnknown`` — a mutating request may have reached Cal.com; resolve by lookup, never resend.
+  Every 5xx on a create, cancel or reschedule is one, 503 included: a proxy or edge can answer
+  502/503/504 while Cal.com goes on and stores the change (issue 13, case 4).
 
 Error messages are built only from our endpoint names and Cal.com's response text, and every
 message passes through :func:`redact` so an API key echoed anywhere cannot leak into logs.
@@ -50,7 +52,8 @@ class CalcomRejected(CalcomError, domain.CalendarRejected):
 
 
 class CalcomUnavailable(CalcomError, domain.CalendarUnavailable):
-    """Nothing took effect: connection refused, 5xx on a read, 503, or an unreadable read answer."""
+    """Nothing took effect: nothing was sent (connection refused, DNS), a 5xx or timeout on a read,
+    or an unreadable read answer."""
 
 
 class RateLimited(CalcomUnavailable, domain.RateLimited):
@@ -143,7 +146,11 @@ def _parse_retry_after(value: str, now: datetime) -> float | None:
 def error_for_response(
     response: httpx.Response, *, endpoint: str, mutating: bool, secret: str | None
 ) -> CalcomError:
-    """Map a non-2xx answer; a 5xx on a mutating call is ambiguous unless it is a 503."""
+    """Map a non-2xx answer; every 5xx on a mutating call is ambiguous (``OutcomeUnknown``).
+
+    The one exception is a body naming ``booking_conflict``: Cal.com's own unique-key refusal, which
+    some versions send as a bare 500 — it proves nothing was stored.
+    """
     status = response.status_code
     body = parse_error_body(status, response.content)
     text = redact(f"Cal.com {endpoint}: {status} {body.code}: {body.message}", secret)
@@ -156,7 +163,7 @@ def error_for_response(
         return SlotUnavailable(text)
     if 400 <= status < 500:
         return CalcomRejected(status, body.code, redact(body.message, secret))
-    if mutating and status != 503:
+    if mutating:
         return OutcomeUnknown(text)
     return CalcomUnavailable(text)
 

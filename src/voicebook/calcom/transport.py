@@ -3,10 +3,14 @@
 Retries happen only where resending cannot duplicate anything and the caller, who is on the phone,
 is kept waiting at most ``RETRY_BUDGET_SECONDS``:
 
-* connect errors — nothing was sent;
-* 429 and 503 — Cal.com (or its edge) refused before processing.
+* connect errors (refused, DNS, connect or pool timeout) — nothing was sent;
+* 429 — Cal.com's throttler answers before the request is processed (its reset header is honoured);
+* 502/503/504 on a *read* — a GET changes nothing, so a gateway hiccup may be tried again.
 
-Everything else, above all an ambiguous create (``OutcomeUnknown``), surfaces immediately.
+A 5xx on a request that creates or changes a booking is never resent: an edge or proxy can answer
+502/503/504 while Cal.com goes on and stores the booking, and a blind re-send then meets our own
+booking as "busy" (issue 13, case 4). It surfaces at once as ``OutcomeUnknown`` for the domain to
+resolve by lookup.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ RETRY_MAX_ATTEMPTS = 3
 RETRY_BASE_BACKOFF_SECONDS = 0.2
 # Total time a call may spend sleeping between attempts; a longer reset means "give up now".
 RETRY_BUDGET_SECONDS = 2.0
-RETRYABLE_STATUSES = frozenset({429, 503})
+# Statuses that may be resent blind, by whether the request creates or changes something.
+RETRYABLE_WRITE_STATUSES = frozenset({429})
+RETRYABLE_READ_STATUSES = frozenset({429, 502, 503, 504})
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -34,6 +40,11 @@ class RetryableFailure(Exception):
         super().__init__(str(error))
         self.error = error
         self.wait_hint = wait_hint
+
+
+def is_retryable_status(status: int, *, mutating: bool) -> bool:
+    """Whether an HTTP answer with ``status`` may be resent without risking a second booking."""
+    return status in (RETRYABLE_WRITE_STATUSES if mutating else RETRYABLE_READ_STATUSES)
 
 
 def _next_wait(state: RetryCallState) -> float:

@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -59,6 +60,10 @@ class Service(TimestampMixin, Base):
     event_type_id: Mapped[int] = mapped_column(BigInteger)
     duration_minutes: Mapped[int] = mapped_column(Integer)
     round_robin: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The booking window (booking/window.py; defaults = its DEFAULT_* constants, checked by a test).
+    # Server defaults so rows written before migration 0003, or by older code, read as the defaults.
+    max_days_ahead: Mapped[int] = mapped_column(Integer, default=365, server_default=text("365"))
+    min_notice_minutes: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
 
 
 class Customer(TimestampMixin, Base):

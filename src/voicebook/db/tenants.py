@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,6 +28,20 @@ class ServiceSpec(BaseModel):
     event_type_id: int = Field(gt=0)
     duration_minutes: int = Field(gt=0, le=24 * 60)
     round_robin: bool = False
+    # The booking window (booking/window.py, whose DEFAULT_* and MAX_DAYS_AHEAD_LIMIT these repeat: db
+    # sits below booking; a test keeps them equal). Days count in the company's zone; 0 minutes' notice
+    # refuses only the past and leaves short notice to the event type's own minimum in Cal.com.
+    max_days_ahead: int = Field(default=365, ge=1, le=3650)
+    min_notice_minutes: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _window_not_empty(self) -> ServiceSpec:
+        if self.min_notice_minutes >= self.max_days_ahead * 24 * 60:
+            raise ValueError(
+                f"min_notice_minutes ({self.min_notice_minutes}) must be shorter than "
+                f"max_days_ahead ({self.max_days_ahead} days)"
+            )
+        return self
 
 
 class CompanySpec(BaseModel):

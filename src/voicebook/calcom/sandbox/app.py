@@ -181,7 +181,10 @@ class Sandbox:
     ) -> Response | None:
         path = request.url.path
         if fault.kind == "http_error":
-            return self._error(ApiError(fault.status, "Internal server error"), path, headers)
+            # phase "after": the change is stored, then this status (e.g. a 503 from the edge) is all
+            # the client hears — the ambiguous outcome the domain must resolve by lookup.
+            reason = httpx.codes.get_reason_phrase(fault.status) or "Internal server error"
+            return self._error(ApiError(fault.status, reason), path, headers)
         if fault.kind == "read_timeout":
             if self.in_process:
                 raise httpx.ReadTimeout(f"sandbox fault: read timeout ({fault.phase} processing)")

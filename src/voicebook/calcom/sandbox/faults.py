@@ -16,7 +16,7 @@ FaultKind = Literal[
     "latency",  # sleep latency_seconds (or uniform up to latency_max_seconds), then proceed
     "read_timeout",  # the client's read times out
     "connection_reset",  # the connection drops without a (complete) response
-    "http_error",  # answer ``status`` (5xx) in Cal.com's error envelope
+    "http_error",  # answer ``status`` (5xx) in Cal.com's error envelope; "after": stored, then e.g. 503
     "rate_limit",  # answer 429 with X-RateLimit-*-Default headers (reset_seconds)
     "skip_availability",  # create ignores availability, so mechanism B's 409 can fire
 ]
