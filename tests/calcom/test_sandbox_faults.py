@@ -86,7 +86,7 @@ async def test_5xx_after_store_sends_the_post_once_and_is_outcome_unknown(
     """Case 4 (issue 13): Cal.com stores the booking, then answers 503; the client must not re-send."""
     counting = CountingTransport(httpx.ASGITransport(app=sandbox.app))
     async with build_http_client(BASE_URL, API_KEY, 5.0, transport=counting) as http:
-        gateway = CalcomGateway(CalcomClient(http, retry_sleep=no_sleep), is_sandbox=True)
+        gateway = CalcomGateway(CalcomClient(http, retry_sleep=no_sleep))
         sandbox.faults.inject("http_error", "bookings.create", phase="after", status=status)
         request = BookingRequest(
             event_type_id=INDIVIDUAL.id,

@@ -131,31 +131,35 @@ CASES: list[tuple[str, str, Mapping[str, object], str | None, Command | tuple[st
     ("bk-no-service", "book_appointment", {"start": "2026-03-10T09:00", "name": "Anna"}, CALLER,
      err("service", "missing")),
     # cancel_appointment
-    ("cx-caller", "cancel_appointment", {}, CALLER, CancelAppointment(CALLER)),
-    ("cx-no-phone", "cancel_appointment", {}, None, err("phone", "missing")),
+    # the caller's number is never filled in as ``phone``: who calls comes from the signed call, and a
+    # ``phone`` argument only narrows the caller's own appointments
+    ("cx-caller", "cancel_appointment", {}, CALLER, CancelAppointment()),
+    ("cx-no-phone", "cancel_appointment", {}, None, CancelAppointment()),
     ("cx-with-start", "cancel_appointment", {"phone": "0151 23456789", "start": "2026-03-10T09:00"},
      None, CancelAppointment("+4915123456789", utc(2026, 3, 10, 8))),
     ("cx-past-start-is-lookup", "cancel_appointment", {"start": "2026-02-01T09:00"}, CALLER,
-     CancelAppointment(CALLER, utc(2026, 2, 1, 8))),
+     CancelAppointment(None, utc(2026, 2, 1, 8))),
     ("cx-bad-start", "cancel_appointment", {"start": "Dienstag"}, CALLER, err("start", "bad_time")),
     # reschedule_appointment
     ("rs-caller", "reschedule_appointment", {"new_start": "2026-03-11T10:00"}, CALLER,
-     RescheduleAppointment(CALLER, utc(2026, 3, 11, 9))),
+     RescheduleAppointment(utc(2026, 3, 11, 9))),
     ("rs-both", "reschedule_appointment",
      {"start": "2026-03-10T09:00", "new_start": "2026-03-11 10:30:00"}, CALLER,
-     RescheduleAppointment(CALLER, utc(2026, 3, 11, 9, 30), utc(2026, 3, 10, 8))),
+     RescheduleAppointment(utc(2026, 3, 11, 9, 30), None, utc(2026, 3, 10, 8))),
     ("rs-alias", "reschedule_appointment",
      {"slot_start": "2026-03-10T09:00", "new_slot_start": "2026-03-11T10:00"}, CALLER,
-     RescheduleAppointment(CALLER, utc(2026, 3, 11, 9), utc(2026, 3, 10, 8))),
+     RescheduleAppointment(utc(2026, 3, 11, 9), None, utc(2026, 3, 10, 8))),
     ("rs-missing", "reschedule_appointment", {"start": "2026-03-10T09:00"}, CALLER,
      err("new_start", "missing")),
     ("rs-same", "reschedule_appointment",
      {"start": "2026-03-10T09:00", "new_start": "2026-03-10T08:00:00Z"}, CALLER,
-     err("new_start", "unchanged")),
+     RescheduleAppointment(utc(2026, 3, 10, 8), None, utc(2026, 3, 10, 8))),  # said as "already then"
     ("rs-past", "reschedule_appointment", {"new_start": "2026-03-01T10:00"}, CALLER,
      err("new_start", "past")),
     ("rs-no-phone", "reschedule_appointment", {"new_start": "2026-03-11T10:00"}, None,
-     err("phone", "missing")),
+     RescheduleAppointment(utc(2026, 3, 11, 9))),
+    ("rs-phone-narrows", "reschedule_appointment",
+     {"new_start": "2026-03-11T10:00", "phone": "0151 23456789"}, CALLER, RescheduleAppointment(utc(2026, 3, 11, 9), "+4915123456789")),
     # dispatch
     ("unknown-function", "delete_everything", {}, CALLER, err("name", "unknown_function")),
 ]  # fmt: skip

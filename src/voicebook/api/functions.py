@@ -41,48 +41,68 @@ def _iso(dt: datetime, tz: ZoneInfo) -> str:
     return dt.astimezone(tz).isoformat()
 
 
+def _message(outcome: outcomes.Outcome, tz: ZoneInfo, loc: str, offered: list[str]) -> str:
+    """The sentence the agent reads out for one outcome (statuses, then the reasons that refine them)."""
+    status, reason, appointment = outcome.status, outcome.reason, outcome.appointment
+    if reason == "changed_by_another_request":
+        still_booked = status == AnswerStatus.RESCHEDULED and appointment is not None
+        return messages.changed_meanwhile(
+            appointment.start if still_booked and appointment else None, tz, loc
+        )
+    if status == AnswerStatus.RESCHEDULED and reason == "unchanged" and appointment:
+        return messages.reschedule_unchanged(appointment.start, tz, loc)
+    if status == AnswerStatus.INVALID_INPUT and outcome.window is not None:
+        if reason == "too_far_ahead":
+            return messages.window_too_far(outcome.window.max_days_ahead, loc)
+        return messages.window_too_soon(outcome.window.min_notice_minutes, loc)
+    simple = {
+        AnswerStatus.IN_PROGRESS: lambda: messages.in_progress(loc),
+        AnswerStatus.AVAILABLE: lambda: messages.available(outcome.slots, tz, loc),
+        AnswerStatus.SLOT_UNAVAILABLE: lambda: messages.slot_unavailable(outcome.alternatives, tz, loc),
+        AnswerStatus.REJECTED_DUPLICATE: lambda: messages.rejected_duplicate(outcome.alternatives, tz, loc),
+        AnswerStatus.AMBIGUOUS: lambda: messages.ambiguous(outcome.options, tz, loc),
+    }
+    if status in simple:
+        return simple[status]()
+    if status == AnswerStatus.BOOKED and appointment:
+        return messages.booked(appointment.service, appointment.start, tz, loc)
+    if status == AnswerStatus.CANCELLED and appointment:
+        return messages.cancelled(appointment.start, tz, loc)
+    if status == AnswerStatus.RESCHEDULED and appointment:
+        return messages.rescheduled(appointment.start, tz, loc)
+    if status == AnswerStatus.NOT_FOUND:
+        if reason == "unknown_service":
+            return messages.service_not_found(offered, loc)
+        if reason == "cancelled_meanwhile":
+            return messages.cancelled_meanwhile(loc)
+        return messages.appointment_not_found(loc)
+    if status == AnswerStatus.INVALID_INPUT:
+        if reason == "attempt_conflict":
+            return messages.attempt_conflict(loc)
+        if reason == "too_many_rebooks":
+            return messages.too_many_rebooks(loc)
+        return messages.invalid_input(ArgumentError("start", "invalid"), loc)
+    if reason == "calendar_refused":
+        return messages.change_refused(loc)
+    return messages.upstream_error(loc)
+
+
 def render(outcome: outcomes.Outcome, tenant: Tenant, offered: list[str]) -> FunctionAnswer:
     tz, loc = ZoneInfo(tenant.timezone), tenant.locale
-    status = outcome.status
     appointment = None
     if outcome.appointment is not None:
         a = outcome.appointment
         appointment = AppointmentOut(
             id=a.id, calcom_booking_uid=a.calcom_booking_uid, start=_iso(a.start, tz), service=a.service
         )
-    if status == AnswerStatus.BOOKED and outcome.appointment:
-        message = messages.booked(outcome.appointment.service, outcome.appointment.start, tz, loc)
-    elif status == AnswerStatus.AVAILABLE:
-        message = messages.available(outcome.slots, tz, loc)
-    elif status == AnswerStatus.SLOT_UNAVAILABLE:
-        message = messages.slot_unavailable(outcome.alternatives, tz, loc)
-    elif status == AnswerStatus.REJECTED_DUPLICATE:
-        message = messages.rejected_duplicate(outcome.alternatives, tz, loc)
-    elif status == AnswerStatus.IN_PROGRESS:
-        message = messages.in_progress(loc)
-    elif status == AnswerStatus.CANCELLED and outcome.appointment:
-        message = messages.cancelled(outcome.appointment.start, tz, loc)
-    elif status == AnswerStatus.RESCHEDULED and outcome.appointment:
-        message = messages.rescheduled(outcome.appointment.start, tz, loc)
-    elif status == AnswerStatus.NOT_FOUND and outcome.reason == "unknown_service":
-        message = messages.service_not_found(offered, loc)
-    elif status == AnswerStatus.NOT_FOUND:
-        message = messages.appointment_not_found(loc)
-    elif status == AnswerStatus.INVALID_INPUT:
-        message = messages.invalid_input(ArgumentError("start", "invalid"), loc)
-        if outcome.reason == "attempt_conflict":
-            message = messages.attempt_conflict(loc)
-    else:
-        message = messages.upstream_error(loc)
-    alternatives = [_iso(t, tz) for t in outcome.alternatives] or None
-    slots = [_iso(t, tz) for t in outcome.slots] or None
     return FunctionAnswer(
         ok=outcome.ok,
-        status=status,
-        message=message,
+        status=outcome.status,
+        message=_message(outcome, tz, loc, offered),
         appointment=appointment,
-        alternatives=alternatives,
-        slots=slots,
+        alternatives=[_iso(t, tz) for t in outcome.alternatives] or None,
+        slots=[_iso(t, tz) for t in outcome.slots] or None,
+        options=[_iso(t, tz) for t in outcome.options] or None,
     )
 
 

@@ -19,3 +19,4 @@ class FunctionAnswer(BaseModel):
     appointment: AppointmentOut | None = None
     alternatives: list[str] | None = None
     slots: list[str] | None = None
+    options: list[str] | None = None  # ambiguous: the caller's own matching appointments

@@ -1,16 +1,28 @@
 """The booking flow: write ahead, book upstream, guard the answer, record — exactly once.
 
-This is the one place that deliberately spans several transactions (STYLE.md §3): the attempt is
-committed *before* Cal.com is called, so a crash, a timeout or a dead database after Cal.com said yes
-leaves a durable trace (``sent`` / ``unknown`` / ``confirmed``) that a retry or the reconciler finishes.
+This is the one place (with ``booking.changes``) that deliberately spans several transactions: the
+attempt is committed *before* Cal.com is called, so a crash, a timeout or a dead database after Cal.com
+said yes leaves a durable trace (``sent`` / ``unknown`` / ``confirmed``) that a retry or the reconciler
+finishes. The flow has two parts:
+
+1. **Claim or join** (``_claim``, ``_join``): insert the attempt under its idempotency key, or find the
+   one a first try made. A retry replays a final attempt, waits briefly for a live one, or takes over one
+   whose holder is gone. A rebook after a cancel in the same call is a new attempt (the key gets a
+   generation suffix), never a replay of the cancelled booking.
+2. **Drive** (``MACHINE``): the held attempt is stepped by its state (``attempts.Machine.drive``) until a
+   step answers. Each step does one thing: ``claimed`` sends, ``sent``/``unknown`` resolve by lookup,
+   ``confirmed`` fetches, a final state replays its answer.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import functools
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import structlog
 from sqlalchemy import select
@@ -18,27 +30,35 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from voicebook import metrics
 from voicebook.booking import attempts, audit, availability, outcomes
+from voicebook.booking.attempts import Attempt
 from voicebook.booking.errors import CalendarError, CalendarRejected, OutcomeUnknown, SlotUnavailable
 from voicebook.booking.guards import Expected, check_returned_booking
-from voicebook.booking.identity import attendee_email, fingerprint, idempotency_key
+from voicebook.booking.identity import (
+    attendee_email,
+    fingerprint,
+    idempotency_key,
+    lookup_query,
+    own_live_bookings,
+)
 from voicebook.booking.policy import BookingPolicy
 from voicebook.booking.ports import CalendarGateway
-from voicebook.booking.recording import record_booking
+from voicebook.booking.recording import RECORDABLE, record_booking
 from voicebook.booking.tenancy import CallContext, ServiceRef, Tenant, ensure_call, ensure_customer
 from voicebook.booking.types import (
     AnswerStatus,
+    AppointmentStatus,
     AttemptState,
     Attendee,
-    BookingQuery,
     BookingRequest,
     CalendarBooking,
+    GuardLayer,
 )
-from voicebook.db.models import Appointment, BookingAttempt
-from voicebook.errors import InvariantViolated
+from voicebook.booking.window import WindowVerdict, check_window
+from voicebook.db.models import Appointment
 
 log = structlog.get_logger("voicebook.booking")
 Sessionmaker = async_sessionmaker[AsyncSession]
-LOOKUP_STATUSES_GONE = {"cancelled", "rejected"}
+MAX_GENERATIONS = 20  # rebooks of one slot within one call; beyond this the call is answered honestly
 
 
 @dataclass(frozen=True)
@@ -53,7 +73,7 @@ class BookArgs:
 
 @dataclass
 class Flow:
-    """One booking request's collaborators, so the steps below stay small."""
+    """One booking request's collaborators and what this run has learnt, so the steps stay small."""
 
     sessionmaker: Sessionmaker
     gateway: CalendarGateway
@@ -61,6 +81,8 @@ class Flow:
     tenant: Tenant
     service: ServiceRef
     customer_id: int | None = None
+    resends_left: int = 1  # an authoritative "not found" after an ambiguous send re-arms the attempt once
+    busy_seen: bool = False  # a re-send was answered "slot taken": found by lookup or really taken
 
     def now(self) -> datetime:
         return self.policy.clock()
@@ -73,6 +95,10 @@ class Flow:
         except CalendarError:
             return ()
 
+    async def reload(self, attempt_id: int) -> Attempt:
+        async with self.sessionmaker() as session:
+            return await attempts.get(session, attempt_id)
+
 
 async def book(
     sessionmaker: Sessionmaker,
@@ -82,21 +108,58 @@ async def book(
     ctx: CallContext,
     args: BookArgs,
 ) -> outcomes.Outcome:
-    outcome = await _book(Flow(sessionmaker, gateway, policy, tenant, args.service), ctx, args)
+    flow = Flow(sessionmaker, gateway, policy, tenant, args.service)
+    outcome = await _book(flow, ctx, args)
     metrics.BOOKING_ATTEMPTS.labels(outcome="replayed" if outcome.replayed else outcome.status).inc()
     return outcome
+
+
+def window_refusal(
+    service: ServiceRef, start: datetime, now: datetime, timezone: str
+) -> outcomes.Outcome | None:
+    """Outside the service's booking window: a clear answer, and nothing reaches Cal.com."""
+    verdict = check_window(service.window, start, now, ZoneInfo(timezone))
+    if verdict is WindowVerdict.INSIDE:
+        return None
+    reason = "too_far_ahead" if verdict is WindowVerdict.TOO_FAR else "too_short_notice"
+    return outcomes.Outcome(AnswerStatus.INVALID_INPUT, reason=reason, window=service.window)
 
 
 async def _book(flow: Flow, ctx: CallContext, args: BookArgs) -> outcomes.Outcome:
     if not flow.policy.guards.enabled:
         log.warning("guards.disabled", call_id=ctx.call_id, detail="duplicate prevention layers 1-3 are OFF")
+    refusal = window_refusal(args.service, args.start, flow.now(), flow.tenant.timezone)
+    if refusal is not None:
+        return refusal
+    claimed = await _claim(flow, ctx, args)
+    if isinstance(claimed, outcomes.Outcome):
+        return claimed
+    created, attempt = claimed
+    structlog.contextvars.bind_contextvars(attempt_id=attempt.public_id)
+    if created:
+        log.info("attempt.claimed", call_id=ctx.call_id)
+    else:
+        joined = await attempts.join(
+            flow.sessionmaker,
+            attempt,
+            clock=flow.policy.clock,
+            lock_seconds=flow.policy.lock_seconds,
+            wait_seconds=flow.policy.wait_in_flight_seconds,
+        )
+        if joined is None:
+            return outcomes.Outcome(AnswerStatus.IN_PROGRESS, reason="in_flight")
+        attempt = joined
+    return await _machine(flow).drive(attempt)
+
+
+async def _claim(flow: Flow, ctx: CallContext, args: BookArgs) -> tuple[bool, Attempt] | outcomes.Outcome:
+    """Write the intent ahead (one transaction with the call and customer rows)."""
     now = flow.now()
     email = attendee_email(
         ctx.call_id, args.email, flow.policy.fallback_email_template, flow.tenant.email_domain
     )
-    key = idempotency_key(ctx.call_id, args.service.event_type_id, args.start)
-    values = {
-        "idempotency_key": key,
+    base_key = idempotency_key(ctx.call_id, args.service.event_type_id, args.start)
+    values: dict[str, Any] = {
         "call_id": ctx.call_id,
         "company_id": flow.tenant.company_id,
         "service_id": args.service.id,
@@ -107,127 +170,59 @@ async def _book(flow: Flow, ctx: CallContext, args: BookArgs) -> outcomes.Outcom
         "attendee_email": email,
         "attendee_phone": args.phone,
         "notes": args.notes,
+        "request_snapshot": {
+            "function": "book_appointment",
+            "service": args.service.name,
+            "start": args.start.isoformat(),
+            "name": args.name,
+            "phone": args.phone,
+            "email": args.email,
+            "notes": args.notes,
+        },
     }
     async with flow.sessionmaker() as session, session.begin():
         await ensure_call(session, ctx, flow.tenant.company_id, now)
         flow.customer_id = await ensure_customer(
-            session, flow.tenant.company_id, args.phone or ctx.from_number, args.name, args.email, now
+            session, flow.tenant.company_id, ctx.caller_e164, args.name, args.email, now
         )
-        created = await attempts.claim(session, values, now, flow.policy.lock_seconds)
-        attempt = await attempts.by_key(session, key)
-    if attempt is None:
-        raise InvariantViolated("attempt claim neither inserted nor found")
-    structlog.contextvars.bind_contextvars(attempt_id=attempt.public_id)
-    if created:
-        log.info("attempt.claimed", call_id=ctx.call_id)
-        return await _send(flow, attempt)
-    if attempt.fingerprint != values["fingerprint"]:
-        log.warning("attempt.conflict", call_id=ctx.call_id)
-        return outcomes.Outcome(AnswerStatus.INVALID_INPUT, reason="attempt_conflict")
-    return await _existing(flow, attempt)
-
-
-async def _existing(flow: Flow, attempt: BookingAttempt) -> outcomes.Outcome:
-    """A retry of a known attempt: replay, wait briefly, take over a dead one, or say in progress."""
-    deadline = asyncio.get_running_loop().time() + flow.policy.wait_in_flight_seconds
-    while True:
-        if attempt.state == AttemptState.RECORDED:
-            return await _replay_recorded(flow, attempt)
-        if attempt.state == AttemptState.REJECTED:
-            return outcomes.Outcome(
-                AnswerStatus.REJECTED_DUPLICATE,
-                alternatives=await flow.alternatives(attempt.start_at),
-                replayed=True,
+        for generation in range(MAX_GENERATIONS):
+            key = base_key if generation == 0 else f"{base_key}#{generation}"
+            created, attempt = await attempts.claim(
+                session, {**values, "idempotency_key": key}, now, flow.policy.lock_seconds
             )
-        now = flow.now()
-        takeable = attempt.state == AttemptState.FAILED or (
-            attempt.locked_until is None or attempt.locked_until < now
-        )
-        if takeable:
-            async with flow.sessionmaker() as session, session.begin():
-                took = await attempts.take_over(
-                    session, attempt.id, (attempt.state,), now, flow.policy.lock_seconds
-                )
-                if took and attempt.state == AttemptState.FAILED:
-                    took = await attempts.move(
-                        session, attempt.id, (AttemptState.FAILED,), AttemptState.CLAIMED, now
-                    )
-            if took:
-                log.info("attempt.taken_over", previous_state=attempt.state)
-                return await _continue(flow, await _reload(flow, attempt.id))
-        if asyncio.get_running_loop().time() >= deadline:
-            return outcomes.Outcome(AnswerStatus.IN_PROGRESS, reason="in_flight")
-        await asyncio.sleep(0.1)
-        attempt = await _reload(flow, attempt.id)
+            if created:
+                return True, attempt
+            if attempt.fingerprint != values["fingerprint"]:
+                log.warning("attempt.conflict", call_id=ctx.call_id)
+                return outcomes.Outcome(AnswerStatus.INVALID_INPUT, reason="attempt_conflict")
+            if not await _booked_and_gone(session, attempt):
+                return False, attempt
+            # This call booked the slot and then cancelled it: asking again is a new booking.
+    return outcomes.Outcome(AnswerStatus.INVALID_INPUT, reason="too_many_rebooks")
 
 
-async def _continue(flow: Flow, attempt: BookingAttempt) -> outcomes.Outcome:
-    if attempt.state == AttemptState.CLAIMED:
-        return await _send(flow, attempt)
-    if attempt.state == AttemptState.CONFIRMED and attempt.calcom_booking_uid:
-        booking = await flow.gateway.get_booking(attempt.calcom_booking_uid)
-        if booking is not None:
-            return await _record(flow, attempt, booking)
-    # The previous holder is gone (its lock expired): an authoritative "not found" means its request
-    # never took effect, so one new create is right; a failed lookup still answers "in progress".
-    return await _resolve(flow, attempt, allow_recreate=True)
+async def _booked_and_gone(session: AsyncSession, attempt: Attempt) -> bool:
+    """A recorded attempt whose appointment is no longer live (cancelled since)."""
+    if attempt.state != AttemptState.RECORDED:
+        return False
+    status = (
+        await session.execute(select(Appointment.status).where(Appointment.attempt_id == attempt.id))
+    ).scalar_one_or_none()
+    return status == AppointmentStatus.CANCELLED
 
 
-async def _reload(flow: Flow, attempt_id: int) -> BookingAttempt:
-    async with flow.sessionmaker() as session:
-        return await attempts.by_id(session, attempt_id)
+# --- the steps, one per state of a held attempt ---------------------------------------------------
 
 
-async def _replay_recorded(flow: Flow, attempt: BookingAttempt) -> outcomes.Outcome:
-    async with flow.sessionmaker() as session:
-        appointment = (
-            await session.execute(
-                select(Appointment).where(Appointment.calcom_booking_uid == attempt.calcom_booking_uid)
-            )
-        ).scalar_one_or_none()
-    if appointment is None or appointment.call_id != attempt.call_id:
-        return outcomes.Outcome(AnswerStatus.IN_PROGRESS, reason="record_missing")
-    return _booked(flow, appointment, replayed=True)
-
-
-def _booked(flow: Flow, appointment: Appointment, *, replayed: bool) -> outcomes.Outcome:
-    view = outcomes.AppointmentView(
-        appointment.id, appointment.calcom_booking_uid, appointment.start_at, flow.service.name
-    )
-    return outcomes.Outcome(AnswerStatus.BOOKED, appointment=view, replayed=replayed)
-
-
-def _expected(
-    attempt: BookingAttempt, first_sent_at: datetime, sent_at: datetime, *, resend: bool = False
-) -> Expected:
-    """What we sent for this attempt, for the guards to compare with what came back."""
-    return Expected(
-        attempt.call_id,
-        attempt.public_id,
-        attempt.attendee_email,
-        attempt.start_at,
-        attempt.event_type_id,
-        first_sent_at,
-        sent_at,
-        resend=resend,
-    )
-
-
-async def _send(
-    flow: Flow,
-    attempt: BookingAttempt,
-    *,
-    allow_recreate: bool = True,
-    from_states: tuple[str, ...] = (AttemptState.CLAIMED, AttemptState.UNKNOWN),
-) -> outcomes.Outcome:
-    """Mark ``sent`` (committed) and only then ask Cal.com; map each failure to what really happened."""
+async def _send(flow: Flow, attempt: Attempt) -> Attempt | outcomes.Outcome:
+    """``claimed``: mark ``sent`` (committed), only then ask Cal.com; map each failure to what happened."""
     now = flow.now()
     first_sent_at = attempt.first_sent_at or now
     async with flow.sessionmaker() as session, session.begin():
         moved = await attempts.move(
             session,
             attempt.id,
-            from_states,
+            AttemptState.CLAIMED,
             AttemptState.SENT,
             now,
             first_sent_at=first_sent_at,
@@ -249,79 +244,176 @@ async def _send(
         metadata={"call_id": attempt.call_id, "attempt_id": attempt.public_id},
         notes=attempt.notes,
     )
-    expected = _expected(attempt, first_sent_at, now, resend=attempt.tries > 0)
+    sent = _sent_snapshot(attempt, first_sent_at)
     try:
         booking = await flow.gateway.create_booking(request)
     except SlotUnavailable:
-        await _fail(flow, attempt, "slot_unavailable")
-        return outcomes.Outcome(
-            AnswerStatus.SLOT_UNAVAILABLE, alternatives=await flow.alternatives(attempt.start_at)
-        )
+        if attempt.tries > 0:  # a re-send: the slot may be taken by our own first try
+            flow.busy_seen = True
+            return await _mark_unknown(flow, sent)
+        return await _fail(flow, sent, AnswerStatus.SLOT_UNAVAILABLE, "slot_unavailable")
     except CalendarRejected as exc:
-        await _fail(flow, attempt, f"rejected {exc.status}")
         if exc.status == 400:
-            return outcomes.Outcome(
-                AnswerStatus.SLOT_UNAVAILABLE,
-                alternatives=await flow.alternatives(attempt.start_at),
-                reason="not_bookable",
-            )
-        return outcomes.Outcome(AnswerStatus.UPSTREAM_ERROR, reason="calendar_rejected")
+            return await _fail(flow, sent, AnswerStatus.SLOT_UNAVAILABLE, "not_bookable")
+        log.warning("calcom.create_refused", status=exc.status, code=exc.code, detail=exc.detail[:300])
+        return await _fail(flow, sent, AnswerStatus.UPSTREAM_ERROR, "calendar_rejected")
     except OutcomeUnknown:
-        async with flow.sessionmaker() as session, session.begin():
-            await attempts.move(session, attempt.id, (AttemptState.SENT,), AttemptState.UNKNOWN, flow.now())
         log.warning("attempt.outcome_unknown")
-        return await _resolve(flow, await _reload(flow, attempt.id), allow_recreate=allow_recreate)
+        return await _mark_unknown(flow, sent)
     except CalendarError:
-        await _fail(flow, attempt, "calendar_unavailable")
-        return outcomes.Outcome(AnswerStatus.UPSTREAM_ERROR, reason="calendar_unavailable")
-    return await _accept(flow, attempt, booking, expected)
+        return await _fail(flow, sent, AnswerStatus.UPSTREAM_ERROR, "calendar_unavailable")
+    return await _accept(flow, sent, booking, _expected(sent, sent_at=now))
 
 
-async def _fail(flow: Flow, attempt: BookingAttempt, why: str) -> None:
+def _sent_snapshot(attempt: Attempt, first_sent_at: datetime) -> Attempt:
+    """The attempt as ``_send`` just committed it (no need to read back what we wrote)."""
+    return replace(attempt, state=AttemptState.SENT, first_sent_at=first_sent_at, tries=attempt.tries + 1)
+
+
+async def _mark_unknown(flow: Flow, attempt: Attempt) -> Attempt:
+    """The request may have taken effect: ``unknown``, then the driver resolves it by lookup."""
     async with flow.sessionmaker() as session, session.begin():
-        await attempts.move(
-            session,
-            attempt.id,
-            (AttemptState.SENT, AttemptState.UNKNOWN),
-            AttemptState.FAILED,
-            flow.now(),
-            guard_verdict=why[:64],
-            locked_until=None,
-        )
+        await attempts.move(session, attempt.id, AttemptState.SENT, AttemptState.UNKNOWN, flow.now())
+    return await flow.reload(attempt.id)  # if someone else moved it first, its state decides
 
 
-async def _resolve(flow: Flow, attempt: BookingAttempt, *, allow_recreate: bool) -> outcomes.Outcome:
-    """An ambiguous outcome: look the booking up by our attempt id before anything is sent again."""
-    query = BookingQuery(
-        attempt.attendee_email,
-        attempt.event_type_id,
-        attempt.start_at - timedelta(minutes=1),
-        attempt.start_at + timedelta(minutes=flow.service.duration_minutes + 1),
-    )
+async def _resolve(flow: Flow, attempt: Attempt) -> Attempt | outcomes.Outcome:
+    """``sent``/``unknown``: an ambiguous outcome; look the booking up before anything is sent again."""
+    query = lookup_query(attempt.attendee_email, attempt.event_type_id, attempt.start_at)
     try:
         async with asyncio.timeout(flow.policy.resolve_budget_seconds):
             found = await flow.gateway.find_bookings(query)
     except (CalendarError, TimeoutError):
         log.warning("attempt.unresolved", detail="lookup failed; left to the reconciler")
         return outcomes.Outcome(AnswerStatus.IN_PROGRESS, reason="unconfirmed")
-    ours = [
-        b
-        for b in found
-        if b.metadata.get("attempt_id") == attempt.public_id and b.status not in LOOKUP_STATUSES_GONE
-    ]
+    ours = own_live_bookings(found, attempt.public_id)
     if ours:
         first_sent = attempt.first_sent_at or flow.now()
-        expected = _expected(attempt, first_sent, first_sent)
-        return await _accept(flow, attempt, ours[0], expected)
-    if allow_recreate and attempt.state in (AttemptState.UNKNOWN, AttemptState.SENT):
+        return await _accept(flow, attempt, ours[0], _expected(attempt, sent_at=first_sent))
+    if flow.busy_seen:  # re-sent, told "taken", and no booking of ours holds it: really taken
+        return await _fail(flow, attempt, AnswerStatus.SLOT_UNAVAILABLE, "slot_unavailable")
+    if flow.resends_left > 0:
+        flow.resends_left -= 1
         log.info("attempt.recreate", detail="authoritative lookup found nothing")
-        return await _send(flow, attempt, allow_recreate=False, from_states=(attempt.state,))
+        async with flow.sessionmaker() as session, session.begin():
+            rearmed = await attempts.move(
+                session, attempt.id, attempt.state, AttemptState.CLAIMED, flow.now()
+            )
+        if rearmed:
+            return await flow.reload(attempt.id)
     return outcomes.Outcome(AnswerStatus.IN_PROGRESS, reason="unconfirmed")
 
 
+async def _fetch_confirmed(flow: Flow, attempt: Attempt) -> Attempt | outcomes.Outcome:
+    """``confirmed``: the reconciler found our booking; fetch it and record it."""
+    booking = None
+    try:
+        if attempt.calcom_booking_uid:
+            booking = await flow.gateway.get_booking(attempt.calcom_booking_uid)
+        if booking is None or not booking.is_live:
+            query = lookup_query(attempt.attendee_email, attempt.event_type_id, attempt.start_at)
+            found = own_live_bookings(await flow.gateway.find_bookings(query), attempt.public_id)
+            booking = found[0] if found else None
+    except CalendarError:
+        booking = None
+    if booking is None:
+        return outcomes.Outcome(AnswerStatus.IN_PROGRESS, reason="unconfirmed")
+    return await _record(flow, attempt, booking)
+
+
+async def _replay_recorded(flow: Flow, attempt: Attempt) -> outcomes.Outcome:
+    """A recorded attempt answers with its appointment as it is now (moved since, the new time)."""
+    async with flow.sessionmaker() as session:
+        appointment = (
+            await session.execute(select(Appointment).where(Appointment.attempt_id == attempt.id))
+        ).scalar_one_or_none()
+    if appointment is None or appointment.call_id != attempt.call_id:
+        return outcomes.Outcome(AnswerStatus.IN_PROGRESS, reason="record_missing")
+    if appointment.status != AppointmentStatus.BOOKED:
+        return outcomes.Outcome(AnswerStatus.IN_PROGRESS, reason="changed_meanwhile")
+    return _booked(flow, appointment, replayed=True)
+
+
+async def _replay_rejected(flow: Flow, attempt: Attempt) -> outcomes.Outcome:
+    return outcomes.Outcome(
+        AnswerStatus.REJECTED_DUPLICATE, alternatives=await flow.alternatives(attempt.start_at), replayed=True
+    )
+
+
+async def _replay_failed(flow: Flow, attempt: Attempt) -> outcomes.Outcome:
+    """Someone else (the reconciler) failed the attempt meanwhile: say what it recorded."""
+    said = (attempt.answer_snapshot or {}).get("status")
+    if said == AnswerStatus.SLOT_UNAVAILABLE:
+        return outcomes.Outcome(
+            AnswerStatus.SLOT_UNAVAILABLE,
+            alternatives=await flow.alternatives(attempt.start_at),
+            replayed=True,
+        )
+    return outcomes.Outcome(AnswerStatus.UPSTREAM_ERROR, reason="attempt_failed", replayed=True)
+
+
+Step = Callable[[Flow, Attempt], Awaitable[Attempt | outcomes.Outcome]]
+STEPS: dict[AttemptState, Step] = {
+    AttemptState.CLAIMED: _send,
+    AttemptState.SENT: _resolve,
+    AttemptState.UNKNOWN: _resolve,
+    AttemptState.CONFIRMED: _fetch_confirmed,
+    AttemptState.RECORDED: _replay_recorded,
+    AttemptState.REJECTED: _replay_rejected,
+    AttemptState.FAILED: _replay_failed,
+}
+
+
+def _machine(flow: Flow) -> attempts.Machine[outcomes.Outcome]:
+    return attempts.Machine({state: functools.partial(step, flow) for state, step in STEPS.items()})
+
+
+# --- what the steps share ---------------------------------------------------------------------------
+
+
+def _expected(attempt: Attempt, *, sent_at: datetime) -> Expected:
+    """What we sent for this attempt, for the guards to compare with what came back."""
+    first_sent_at = attempt.first_sent_at or sent_at
+    return Expected(
+        attempt.call_id,
+        attempt.public_id,
+        attempt.attendee_email,
+        attempt.start_at,
+        attempt.event_type_id,
+        first_sent_at,
+        sent_at,
+        resend=attempt.tries > 1,
+    )
+
+
+def _booked(flow: Flow, appointment: Appointment, *, replayed: bool) -> outcomes.Outcome:
+    view = outcomes.AppointmentView(
+        appointment.id, appointment.calcom_booking_uid, appointment.start_at, flow.service.name
+    )
+    return outcomes.Outcome(AnswerStatus.BOOKED, appointment=view, replayed=replayed)
+
+
+async def _fail(flow: Flow, attempt: Attempt, status: AnswerStatus, why: str) -> outcomes.Outcome:
+    async with flow.sessionmaker() as session, session.begin():
+        await attempts.move(
+            session,
+            attempt.id,
+            RECORDABLE,
+            AttemptState.FAILED,
+            flow.now(),
+            guard_verdict=why[:64],
+            locked_until=None,
+            answer_snapshot={"status": status, "reason": why},
+        )
+    if status == AnswerStatus.SLOT_UNAVAILABLE:
+        reason = None if why == "slot_unavailable" else why
+        return outcomes.Outcome(status, alternatives=await flow.alternatives(attempt.start_at), reason=reason)
+    return outcomes.Outcome(status, reason=why)
+
+
 async def _accept(
-    flow: Flow, attempt: BookingAttempt, booking: CalendarBooking, expected: Expected
-) -> outcomes.Outcome:
+    flow: Flow, attempt: Attempt, booking: CalendarBooking, expected: Expected
+) -> outcomes.Outcome | Attempt:
     """Guard Cal.com's answer; a refused booking is audited and left alone, an accepted one recorded."""
     verdict = check_returned_booking(booking, expected, flow.policy.guards, flow.now())
     if verdict.idempotent_replay:
@@ -344,17 +436,19 @@ async def _accept(
         await attempts.move(
             session,
             attempt.id,
-            attempts.IN_FLIGHT,
+            RECORDABLE,
             AttemptState.REJECTED,
             flow.now(),
             calcom_booking_uid=booking.uid,
             guard_verdict=verdict.phrase,
             locked_until=None,
+            answer_snapshot={"status": AnswerStatus.REJECTED_DUPLICATE, "guard": verdict.phrase},
         )
     metrics.CALCOM_IDEMPOTENCY_HITS.labels(kind="foreign").inc()
-    metrics.GUARD_REJECTIONS.labels(
-        layer={"layer1": "stale", "layer2": "call_id_mismatch"}[verdict.layer]
-    ).inc()
+    layer = {GuardLayer.FRESHNESS: "stale", GuardLayer.IDENTITY: "call_id_mismatch"}[
+        GuardLayer(verdict.layer)
+    ]
+    metrics.GUARD_REJECTIONS.labels(layer=layer).inc()
     return outcomes.Outcome(
         AnswerStatus.REJECTED_DUPLICATE, alternatives=await flow.alternatives(attempt.start_at)
     )
@@ -362,25 +456,24 @@ async def _accept(
 
 async def _record(
     flow: Flow,
-    attempt: BookingAttempt,
+    attempt: Attempt,
     booking: CalendarBooking,
     *,
     verdict_event: dict[str, Any] | None = None,
-) -> outcomes.Outcome:
+) -> outcomes.Outcome | Attempt:
     recorded = await record_booking(
         flow.sessionmaker,
-        attempt.id,
+        attempt,
         booking,
         customer_id=flow.customer_id,
         guards_enabled=flow.policy.guards.enabled,
         now=flow.now(),
-        known=attempt,
         verdict=verdict_event,
     )
     if recorded.moved_elsewhere:
-        # Someone else (the reconciler, a retry that took over) moved this attempt meanwhile: let the
-        # attempt's own state decide rather than recording on top of it.
-        return await _existing(flow, await _reload(flow, attempt.id))
+        # Someone else (the reconciler, a retry that took over) moved this attempt meanwhile: its state
+        # decides what we say (the driver steps it: a final state replays).
+        return await flow.reload(attempt.id)
     if recorded.appointment is None:
         return outcomes.Outcome(
             AnswerStatus.REJECTED_DUPLICATE, alternatives=await flow.alternatives(attempt.start_at)

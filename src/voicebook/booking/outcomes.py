@@ -5,15 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-BOOKED, AVAILABLE, SLOT_UNAVAILABLE = "booked", "available", "slot_unavailable"
-REJECTED_DUPLICATE, IN_PROGRESS, CANCELLED = "rejected_duplicate", "in_progress", "cancelled"
-RESCHEDULED, INVALID_INPUT, NOT_FOUND, UPSTREAM_ERROR = (
-    "rescheduled",
-    "invalid_input",
-    "not_found",
-    "upstream_error",
+from voicebook.booking.types import AnswerStatus
+from voicebook.booking.window import BookingWindow
+
+OK_STATUSES = frozenset(
+    {AnswerStatus.BOOKED, AnswerStatus.AVAILABLE, AnswerStatus.CANCELLED, AnswerStatus.RESCHEDULED}
 )
-OK_STATUSES = frozenset({BOOKED, AVAILABLE, CANCELLED, RESCHEDULED})
 
 
 @dataclass(frozen=True)
@@ -26,12 +23,14 @@ class AppointmentView:
 
 @dataclass(frozen=True)
 class Outcome:
-    status: str
+    status: AnswerStatus
     appointment: AppointmentView | None = None
     alternatives: tuple[datetime, ...] = ()
     slots: tuple[datetime, ...] = ()
+    options: tuple[datetime, ...] = ()  # ambiguous: the starts of the caller's own matching appointments
     reason: str | None = None
     replayed: bool = False
+    window: BookingWindow | None = None  # an answer about the booking window names its limits
 
     @property
     def ok(self) -> bool:

@@ -12,10 +12,20 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from voicebook import metrics
 from voicebook.booking import attempts, audit
-from voicebook.booking.guards import DUPLICATE
-from voicebook.booking.types import AttemptState, CalendarBooking
-from voicebook.db.models import Appointment, BookingAttempt
+from voicebook.booking.attempts import Attempt
+from voicebook.booking.types import (
+    AnswerStatus,
+    AppointmentStatus,
+    AttemptState,
+    CalendarBooking,
+    GuardLayer,
+    GuardVerdict,
+)
+from voicebook.db.models import Appointment
 from voicebook.errors import InvariantViolated
+
+# The states from which an answer from Cal.com can be recorded or refused (a claimed attempt was not sent).
+RECORDABLE = (AttemptState.SENT, AttemptState.UNKNOWN, AttemptState.CONFIRMED)
 
 
 @dataclass(frozen=True)
@@ -36,23 +46,25 @@ async def _existing(session: AsyncSession, uid: str) -> Appointment | None:
 
 
 async def _resolve_existing(
-    session: AsyncSession, attempt: BookingAttempt, existing: Appointment, layer: str, now: datetime
+    session: AsyncSession, attempt: Attempt, existing: Appointment, layer: GuardLayer, now: datetime
 ) -> Recorded:
     """The uid is already recorded: the same call gets it back, any other call is refused."""
     if existing.call_id == attempt.call_id:
         await attempts.move(
             session,
             attempt.id,
-            attempts.IN_FLIGHT,
+            RECORDABLE,
             AttemptState.RECORDED,
             now,
             calcom_booking_uid=existing.calcom_booking_uid,
-            guard_verdict="idempotent_replay",
+            guard_verdict=GuardVerdict.IDEMPOTENT_REPLAY,
+            locked_until=None,
+            answer_snapshot=_booked_answer(existing),
         )
         audit.guard_event(
             session,
             layer=layer,
-            verdict="idempotent_replay",
+            verdict=GuardVerdict.IDEMPOTENT_REPLAY,
             reason="appointment of this call already recorded",
             call_id=attempt.call_id,
             attempt_id=attempt.public_id,
@@ -63,16 +75,18 @@ async def _resolve_existing(
     await attempts.move(
         session,
         attempt.id,
-        attempts.IN_FLIGHT,
+        RECORDABLE,
         AttemptState.REJECTED,
         now,
         calcom_booking_uid=existing.calcom_booking_uid,
-        guard_verdict=DUPLICATE,
+        guard_verdict=GuardVerdict.DUPLICATE,
+        locked_until=None,
+        answer_snapshot={"status": AnswerStatus.REJECTED_DUPLICATE, "guard": GuardVerdict.DUPLICATE},
     )
     audit.guard_event(
         session,
         layer=layer,
-        verdict=DUPLICATE,
+        verdict=GuardVerdict.DUPLICATE,
         rejected=True,
         reason=f"booking uid already recorded for appointment {existing.id} of another call",
         call_id=attempt.call_id,
@@ -81,19 +95,28 @@ async def _resolve_existing(
         calcom_booking_uid=existing.calcom_booking_uid,
         details={"owner_call_id": existing.call_id or ""},
     )
-    metrics.GUARD_REJECTIONS.labels(layer="duplicate_in_db" if layer == "layer3" else "constraint").inc()
+    metrics.GUARD_REJECTIONS.labels(
+        layer="duplicate_in_db" if layer == GuardLayer.DATABASE else "constraint"
+    ).inc()
     return Recorded(None, replayed=False)
+
+
+def _booked_answer(appointment: Appointment) -> dict[str, Any]:
+    return {
+        "status": AnswerStatus.BOOKED,
+        "calcom_booking_uid": appointment.calcom_booking_uid,
+        "start": appointment.start_at.isoformat(),
+    }
 
 
 async def record_booking(
     sessionmaker: async_sessionmaker[AsyncSession],
-    attempt_id: int,
+    attempt: Attempt,
     booking: CalendarBooking,
     *,
     customer_id: int | None,
     guards_enabled: bool,
     now: datetime,
-    known: BookingAttempt | None = None,
     verdict: dict[str, Any] | None = None,
 ) -> Recorded:
     """Insert the appointment and mark the attempt recorded, in one transaction.
@@ -101,25 +124,30 @@ async def record_booking(
     Layer 3 looks the uid up first (skipped when duplicate prevention is off); layer 4 is the unique
     index: losing an insert race rolls back and is then resolved exactly like layer 3, never a 500.
     ``verdict`` (the guards' audit event) is written in the same transaction, so the caller's answer
-    costs one commit after Cal.com; ``known`` spares re-reading an attempt the caller already holds.
+    costs one commit after Cal.com. ``attempt`` is the snapshot the caller holds; the state move is a
+    compare-and-set, so a snapshot that went stale only means "moved elsewhere", never a second record.
     """
     try:
         async with sessionmaker() as session, session.begin():
-            attempt = known if known is not None else await attempts.by_id(session, attempt_id)
             if verdict is not None:
                 audit.guard_event(session, **verdict)
             existing = await _existing(session, booking.uid) if guards_enabled else None
             if existing is not None:
-                return await _resolve_existing(session, attempt, existing, "layer3", now)
+                return await _resolve_existing(session, attempt, existing, GuardLayer.DATABASE, now)
             extra = {"guard_verdict": verdict["verdict"]} if verdict is not None else {}
             moved = await attempts.move(
                 session,
                 attempt.id,
-                attempts.IN_FLIGHT,
+                RECORDABLE,
                 AttemptState.RECORDED,
                 now,
                 calcom_booking_uid=booking.uid,
                 locked_until=None,
+                answer_snapshot={
+                    "status": AnswerStatus.BOOKED,
+                    "calcom_booking_uid": booking.uid,
+                    "start": booking.start.isoformat(),
+                },
                 **extra,
             )
             if not moved:
@@ -134,7 +162,7 @@ async def record_booking(
                 event_type_id=attempt.event_type_id,
                 start_at=booking.start,
                 end_at=booking.end,
-                status="booked",
+                status=AppointmentStatus.BOOKED,
                 source="voicebook",
                 attendee_name=attempt.attendee_name,
                 attendee_email=attempt.attendee_email,
@@ -151,8 +179,7 @@ async def record_booking(
     # Layer 4 fired: another transaction recorded this uid first. Resolve in a fresh transaction.
     metrics.CONSTRAINT_VIOLATIONS.labels(constraint="uq_appointment_calcom_booking_uid").inc()
     async with sessionmaker() as session, session.begin():
-        attempt = await attempts.by_id(session, attempt_id)
         existing = await _existing(session, booking.uid)
         if existing is None:  # pragma: no cover - the winner's row vanished; let the reconciler retry
             raise InvariantViolated("unique violation without a holder")
-        return await _resolve_existing(session, attempt, existing, "layer4", now)
+        return await _resolve_existing(session, attempt, existing, GuardLayer.CONSTRAINT, now)

@@ -8,7 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+import phonenumbers
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from voicebook.booking.window import DEFAULT_MAX_DAYS_AHEAD, DEFAULT_MIN_NOTICE_MINUTES, BookingWindow
@@ -18,9 +19,32 @@ from voicebook.db.models import Call, Company, Customer
 
 @dataclass(frozen=True)
 class CallContext:
+    """Who is calling whom, as Retell's *signed* call says (never the model's arguments).
+
+    ``from_number`` is the raw caller ID: it may be withheld, ``anonymous`` or a SIP URI. Only a valid
+    E.164 number (``caller_e164``) identifies a customer; without one the call owns only what it booked.
+    """
+
     call_id: str
     from_number: str | None = None
     to_number: str | None = None
+
+    @property
+    def caller_e164(self) -> str | None:
+        return e164_or_none(self.from_number)
+
+
+def e164_or_none(number: str | None) -> str | None:
+    """A caller ID as E.164 when it is a valid international number, else None (withheld, SIP, junk)."""
+    if not number or not number.startswith("+") or len(number) > 32:
+        return None
+    try:
+        parsed = phonenumbers.parse(number, None)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(parsed):
+        return None
+    return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
 
 
 @dataclass(frozen=True)
@@ -163,32 +187,53 @@ async def ensure_call(session: AsyncSession, ctx: CallContext, company_id: int, 
 async def ensure_customer(
     session: AsyncSession,
     company_id: int,
-    phone: str | None,
+    caller_e164: str | None,
     name: str | None,
     email: str | None,
     now: datetime,
 ) -> int | None:
-    if not phone:
+    """The customer row of the call's signed caller ID (created on first call); None when it has none.
+
+    Only the signed caller ID ever creates or finds a customer (a ``phone`` argument never does), and an
+    existing row's name and e-mail are only filled in, never overwritten: a booking can never change what
+    another person's record says.
+    """
+    if not caller_e164:
         return None
-    await queries.insert_or_nothing(
+    values = {
+        "company_id": company_id,
+        "phone": caller_e164,
+        "name": name,
+        "email": email,
+        "created_at": now,
+        "updated_at": now,
+    }
+    got = await queries.insert_or_get(
         session,
         Customer.__table__,  # type: ignore[arg-type]
-        {
-            "company_id": company_id,
-            "phone": phone,
-            "name": name,
-            "email": email,
-            "created_at": now,
-            "updated_at": now,
-        },
+        values,
+        ("company_id", "phone"),
     )
-    customer = (
+    if got.row is None:  # pragma: no cover - insert-or-get always finds the row it conflicted with
+        return None
+    fill = {k: v for k, v in (("name", name), ("email", email)) if v and getattr(got.row, k) is None}
+    if fill and not got.inserted:
         await session.execute(
-            select(Customer).where(Customer.company_id == company_id, Customer.phone == phone)
+            update(Customer).where(Customer.id == got.row.id).values(**fill, updated_at=now)
         )
-    ).scalar_one()
-    if name and customer.name != name:
-        customer.name = name
-    if email and customer.email != email:
-        customer.email = email
-    return customer.id
+    return int(got.row.id)
+
+
+async def customer_of_call(session: AsyncSession, company_id: int, call_id: str) -> int | None:
+    """The customer a call's signed caller ID identifies (for work done after the call, e.g. reconcile)."""
+    from_number = (
+        await session.execute(select(Call.from_number).where(Call.retell_call_id == call_id))
+    ).scalar_one_or_none()
+    phone = e164_or_none(from_number)
+    if phone is None:
+        return None
+    return (
+        await session.execute(
+            select(Customer.id).where(Customer.company_id == company_id, Customer.phone == phone)
+        )
+    ).scalar_one_or_none()

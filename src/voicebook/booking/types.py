@@ -4,6 +4,7 @@ Every word that is stored, logged, counted or answered is spelled once, here, as
 members compare equal to their strings, so rows and JSON read back as plain text still match):
 
 - ``AttemptState``      where a write-ahead attempt is (the machine itself is ``booking.attempts``)
+- ``Intent``            what an attempt asks for: book, cancel or reschedule
 - ``AnswerStatus``      the ``status`` of a function-call answer (the external contract)
 - ``AppointmentStatus`` a local appointment: booked or cancelled
 - ``GuardLayer``        which guard decided (the ``layer`` column of ``guard_events``)
@@ -28,6 +29,14 @@ class AttemptState(StrEnum):
     RECORDED = "recorded"
     FAILED = "failed"
     REJECTED = "rejected"
+
+
+class Intent(StrEnum):
+    """What a write-ahead attempt asks the calendar to do."""
+
+    BOOK = "book"
+    CANCEL = "cancel"
+    RESCHEDULE = "reschedule"
 
 
 class AnswerStatus(StrEnum):
@@ -74,6 +83,10 @@ class ReconcileAction(StrEnum):
     REJECTED = "rejected"
     ORPHAN_CANCELLED = "orphan_cancelled"
     ARCHIVED = "attempt_archived"
+    # an appointment brought in step with its Cal.com booking
+    APPOINTMENT_CANCELLED = "appointment_cancelled"
+    APPOINTMENT_MOVED = "appointment_moved"
+    APPOINTMENT_RESTORED = "appointment_restored"
 
 
 # Cal.com booking statuses that hold no slot: such a booking is gone, whoever asks.
@@ -114,6 +127,7 @@ class CalendarBooking:
     attendees: tuple[Attendee, ...] = ()
     metadata: dict[str, str] = field(default_factory=dict)
     rescheduled_from_uid: str | None = None
+    rescheduled_to_uid: str | None = None  # set on the old booking once it was moved
 
     @property
     def attendee_emails(self) -> tuple[str, ...]:

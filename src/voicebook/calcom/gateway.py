@@ -96,6 +96,7 @@ def to_calendar_booking(output: BookingOutput) -> CalendarBooking:
         ),
         metadata={k: _as_text(v) for k, v in output.metadata.items() if v is not None},
         rescheduled_from_uid=output.rescheduled_from_uid,
+        rescheduled_to_uid=output.rescheduled_to_uid,
     )
 
 

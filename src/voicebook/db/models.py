@@ -85,8 +85,8 @@ class Call(TimestampMixin, Base):
     retell_call_id: Mapped[str] = mapped_column(String(128))
     company_id: Mapped[int | None] = mapped_column(ForeignKey("companies.id", ondelete="SET NULL"))
     agent_id: Mapped[str | None] = mapped_column(String(128))
-    from_number: Mapped[str | None] = mapped_column(String(32))
-    to_number: Mapped[str | None] = mapped_column(String(32))
+    from_number: Mapped[str | None] = mapped_column(String(255))  # raw caller ID: may be a SIP URI
+    to_number: Mapped[str | None] = mapped_column(String(255))
     direction: Mapped[str | None] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(32), default="ongoing")
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -106,6 +106,7 @@ class BookingAttempt(TimestampMixin, Base):
         UniqueConstraint("idempotency_key", name="uq_booking_attempt_idempotency_key"),
         UniqueConstraint("public_id", name="uq_booking_attempt_public_id"),
         Index("ix_booking_attempts_state_updated_at", "state", "updated_at"),
+        Index("ix_booking_attempts_appointment_id", "appointment_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -132,6 +133,10 @@ class BookingAttempt(TimestampMixin, Base):
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     tries: Mapped[int] = mapped_column(Integer, default=0)
     orphan_cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    intent: Mapped[str] = mapped_column(String(16), default="book", server_default="book")
+    appointment_id: Mapped[int | None] = mapped_column(Integer)  # a change's appointment
+    target_start_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # a reschedule's new start
+    source_booking_uid: Mapped[str | None] = mapped_column(String(64))  # the booking a change was sent for
 
 
 class Appointment(TimestampMixin, Base):
@@ -156,6 +161,10 @@ class Appointment(TimestampMixin, Base):
     attendee_name: Mapped[str | None] = mapped_column(String(200))
     attendee_email: Mapped[str | None] = mapped_column(String(254))
     rescheduled_from_uid: Mapped[str | None] = mapped_column(String(64))
+    # The hold that serialises changes: the change attempt working on this appointment, until when.
+    change_attempt_id: Mapped[int | None] = mapped_column(Integer)
+    change_locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # last compared with Cal.com
 
 
 class AppointmentDuplicateArchive(Base):

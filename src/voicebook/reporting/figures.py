@@ -14,15 +14,14 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
-from voicebook.booking.attempts import SENT, UNKNOWN
-from voicebook.booking.guards import DUPLICATE, MISMATCH, STALE
+from voicebook.booking.types import AttemptState, GuardVerdict
 from voicebook.db.models import Appointment, BookingAttempt, Call, Company, GuardEvent
 from voicebook.logging import mask_email
 from voicebook.reporting.windows import companies_by_id, in_window, to_utc, zone_or_utc
 
-REJECTION_VERDICTS = (STALE, MISMATCH, DUPLICATE)
-REPLAY_VERDICT = "idempotent_replay"
-STUCK_STATES = (SENT, UNKNOWN)
+REJECTION_VERDICTS = (GuardVerdict.STALE, GuardVerdict.MISMATCH, GuardVerdict.DUPLICATE)
+REPLAY_VERDICT = GuardVerdict.IDEMPOTENT_REPLAY
+STUCK_STATES = (AttemptState.SENT, AttemptState.UNKNOWN)
 # An attempt is normally in `sent` for the length of one Cal.com request (seconds); only one that has
 # not moved for longer than the reconciler's interval is worth an operator's attention.
 DEFAULT_STUCK_AFTER = timedelta(seconds=60)

@@ -59,20 +59,24 @@ class BookAppointment:
 
 @dataclass(frozen=True, slots=True)
 class CancelAppointment:
-    """Cancel the appointment of ``phone``; ``start`` (UTC) picks one when there are several."""
+    """Cancel one of the caller's own appointments; ``start`` (UTC) picks one when there are several.
+
+    ``phone`` is only what the model said (E.164): it can narrow the caller's own appointments, never
+    reach anyone else's. Who the caller is comes from Retell's signed call, not from here.
+    """
 
     function: ClassVar[str] = "cancel_appointment"
-    phone: str
+    phone: str | None = None
     start: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class RescheduleAppointment:
-    """Move the appointment of ``phone`` (picked by ``start`` if several) to ``new_start`` (UTC)."""
+    """Move one of the caller's own appointments (picked by ``start`` if several) to ``new_start``."""
 
     function: ClassVar[str] = "reschedule_appointment"
-    phone: str
     new_start: datetime
+    phone: str | None = None
     start: datetime | None = None
 
 
@@ -148,11 +152,10 @@ class _Context:
                 return None
         return None
 
-    def required_phone(self) -> str:
-        phone = self.phone()
-        if phone is None:
-            raise ArgumentError("phone", "missing")
-        return phone
+    def phone_argument(self) -> str | None:
+        """Only the ``phone`` argument (a narrowing of the caller's own appointments), never a fallback."""
+        raw = self.get("phone")
+        return None if raw is None else fields.phone_e164(raw, "phone", self.region)
 
     def service(self) -> str:
         return fields.text(self.required("service"), "service", max_len=fields.SERVICE_MAX)
@@ -194,16 +197,14 @@ def _book_appointment(ctx: _Context) -> BookAppointment:
 def _cancel_appointment(ctx: _Context) -> CancelAppointment:
     # ``start`` only identifies an existing appointment, so it is not checked against ``now``: an
     # appointment earlier today is simply not found by the lookup.
-    return CancelAppointment(phone=ctx.required_phone(), start=ctx.optional_start("start"))
+    return CancelAppointment(phone=ctx.phone_argument(), start=ctx.optional_start("start"))
 
 
 def _reschedule_appointment(ctx: _Context) -> RescheduleAppointment:
-    phone = ctx.required_phone()
-    start = ctx.optional_start("start")
-    new_start = ctx.future_start("new_start")
-    if start == new_start:
-        raise ArgumentError("new_start", "unchanged")
-    return RescheduleAppointment(phone=phone, start=start, new_start=new_start)
+    # Moving an appointment to its own time is not an error: the domain answers it as "already then".
+    return RescheduleAppointment(
+        phone=ctx.phone_argument(), start=ctx.optional_start("start"), new_start=ctx.future_start("new_start")
+    )
 
 
 _PARSERS: Final[Mapping[str, Callable[[_Context], Command]]] = {

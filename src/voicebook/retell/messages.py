@@ -151,3 +151,42 @@ def unknown_number(locale: str | None) -> str:
 
 def upstream_error(locale: str | None) -> str:
     return _say("upstream_error", locale)
+
+
+def ambiguous(options: Sequence[datetime], tz: ZoneInfo, locale: str | None) -> str:
+    """Names the caller's own appointments so the caller can pick one ("am Montag um 10:00 oder …")."""
+    spoken = [spoken_datetime(o, tz, locale) for o in options]
+    return _say("ambiguous", locale, options=_join(spoken, language(locale)))
+
+
+def window_too_far(max_days_ahead: int, locale: str | None) -> str:
+    return _say("window_too_far", locale, days=str(max_days_ahead))
+
+
+def window_too_soon(min_notice_minutes: int, locale: str | None) -> str:
+    if min_notice_minutes <= 0:
+        return _say("window_past", locale)
+    return _say("window_too_soon", locale, minutes=str(min_notice_minutes))
+
+
+def reschedule_unchanged(start: datetime, tz: ZoneInfo, locale: str | None) -> str:
+    return _say("reschedule_unchanged", locale, when=spoken_datetime(start, tz, locale))
+
+
+def changed_meanwhile(start: datetime | None, tz: ZoneInfo, locale: str | None) -> str:
+    """A concurrent request changed the appointment first: say what it is now."""
+    if start is None:
+        return _say("changed_meanwhile_cancelled", locale)
+    return _say("changed_meanwhile_moved", locale, when=spoken_datetime(start, tz, locale))
+
+
+def cancelled_meanwhile(locale: str | None) -> str:
+    return _say("cancelled_meanwhile", locale)
+
+
+def change_refused(locale: str | None) -> str:
+    return _say("change_refused", locale)
+
+
+def too_many_rebooks(locale: str | None) -> str:
+    return _say("too_many_rebooks", locale)

@@ -88,6 +88,48 @@ SENTENCES: Final[dict[str, dict[Lang, str]]] = {
         "de": "Der Kalender ist gerade nicht erreichbar; bitte versuchen Sie es gleich noch einmal.",
         "en": "The calendar is not reachable right now; please try again in a moment.",
     },
+    "ambiguous": {
+        "de": "Sie haben mehrere Termine: {options}. Welchen meinen Sie?",
+        "en": "You have several appointments: {options}. Which one do you mean?",
+    },
+    "window_too_far": {
+        "de": "So weit im Voraus kann ich leider nicht buchen; möglich sind höchstens {days} Tage.",
+        "en": "Sorry, I cannot book that far ahead; at most {days} days are possible.",
+    },
+    "window_too_soon": {
+        "de": "So kurzfristig kann ich leider nicht buchen; "
+        "wir brauchen mindestens {minutes} Minuten Vorlauf.",
+        "en": "Sorry, that is too short notice; we need at least {minutes} minutes.",
+    },
+    "window_past": {
+        "de": "Dieser Zeitpunkt ist schon vorbei.",
+        "en": "That time has already passed.",
+    },
+    "reschedule_unchanged": {
+        "de": "Ihr Termin ist bereits am {when}; da muss ich nichts verschieben.",
+        "en": "Your appointment is already on {when}; there is nothing to move.",
+    },
+    "changed_meanwhile_cancelled": {
+        "de": "Ihr Termin wurde gerade eben storniert.",
+        "en": "Your appointment was just cancelled.",
+    },
+    "changed_meanwhile_moved": {
+        "de": "Ihr Termin wurde gerade eben verschoben; er ist jetzt am {when}.",
+        "en": "Your appointment was just moved; it is now on {when}.",
+    },
+    "cancelled_meanwhile": {
+        "de": "Dieser Termin wurde inzwischen storniert; soll ich einen neuen Termin suchen?",
+        "en": "That appointment has been cancelled meanwhile; shall I look for a new one?",
+    },
+    "change_refused": {
+        "de": "Der Kalender hat die Änderung leider abgelehnt; das Team meldet sich bei Ihnen.",
+        "en": "The calendar refused the change; the team will get back to you.",
+    },
+    "too_many_rebooks": {
+        "de": "Diesen Termin haben Sie in diesem Anruf schon mehrfach gebucht und storniert; "
+        "bitte rufen Sie uns noch einmal an.",
+        "en": "That slot was booked and cancelled several times in this call; please call us again.",
+    },
 }
 
 INVALID: Final[dict[tuple[str | None, str | None], dict[Lang, str]]] = {

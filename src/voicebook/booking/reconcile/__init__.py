@@ -19,15 +19,19 @@ attempt (``claimed`` / ``sent`` / ``unknown`` / ``confirmed``). One pass of ``re
      asked; → ``failed`` at once (a retried call may take a failed attempt over);
    - a lookup that fails or times out leaves the attempt open for the next pass.
 
-2. **Orphans**: ``failed`` / ``rejected`` attempts (updated within ``retention_hours``, sent at least
-   once, ``orphan_cancelled_at`` unset) may still own a Cal.com booking nobody was told about (e.g. a
-   booking that appeared after the deadline). The same lookup finds bookings carrying *our* attempt id
-   and cancels each once, then stamps ``orphan_cancelled_at``. A rejected attempt's stored
-   ``calcom_booking_uid`` is the *foreign* booking Cal.com handed us; it is never used here: only a
-   booking whose metadata names this attempt is ever cancelled, and never one that has a local
-   appointment.
+2. **Orphans**: ``failed`` / ``rejected`` booking attempts (last changed between ``orphan_grace_seconds``
+   and ``retention_hours`` ago, sent at least once, ``orphan_cancelled_at`` unset) may still own a Cal.com
+   booking nobody was told about (e.g. a booking that appeared after the deadline). The same lookup finds
+   bookings carrying *our* attempt id and cancels each once, then stamps ``orphan_cancelled_at``. A
+   rejected attempt's stored ``calcom_booking_uid`` is the *foreign* booking Cal.com handed us; it is
+   never used here: only a booking whose metadata names this attempt is ever cancelled, and never one that
+   has a local appointment. The grace period matters: until it passed, a retry of the call may still take
+   the attempt over and answer ``booked`` with that very booking.
 
-3. **Backlog gauges** for the ``VoicebookReconcilerBacklogStale`` alert.
+3. **Appointments** (``appointments.py``, run after step 2): a few upcoming appointments per pass are
+   compared with their Cal.com bookings and brought in step (cancelled, moved or restored there).
+
+   **Backlog gauges** for the ``VoicebookReconcilerBacklogStale`` alert.
 
 4. **Retention**: final attempts (``recorded`` / ``failed`` / ``rejected``) not updated for
    ``retention_hours`` are archived. There is no attempts-archive table (and no migration may add one),
@@ -44,5 +48,6 @@ of ``voicebook_reconciler_actions_total{action}``.
     driver.py         ``reconcile_once`` runs the steps in order, ``run_periodically`` in a loop; gauges (3)
     context.py        the pass's collaborators, its summary, the upstream lookup of an attempt
     leases.py         claiming an attempt (FOR UPDATE SKIP LOCKED, or a guarded UPDATE on SQLite)
-    open_attempts.py  step 1             orphans.py  step 2             retention.py  step 4
+    open_attempts.py  step 1 (bookings, and cancel/reschedule attempts)     orphans.py  step 2
+    appointments.py   step 3             retention.py  step 4
 """

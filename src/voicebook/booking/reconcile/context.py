@@ -39,6 +39,7 @@ class ReconcileSummary:
     orphans_cancelled: int = 0
     archived: int = 0
     rejected: int = 0
+    converged: int = 0  # appointments brought in step with Cal.com
     backlog: int = 0
     oldest_open_seconds: float = 0.0
     rows: list[tuple[str, str, str]] = field(default_factory=list)
@@ -51,6 +52,9 @@ class ReconcileSummary:
             ReconcileAction.REJECTED: "rejected",
             ReconcileAction.ORPHAN_CANCELLED: "orphans_cancelled",
             ReconcileAction.ARCHIVED: "archived",
+            ReconcileAction.APPOINTMENT_CANCELLED: "converged",
+            ReconcileAction.APPOINTMENT_MOVED: "converged",
+            ReconcileAction.APPOINTMENT_RESTORED: "converged",
         }[ReconcileAction(action)]
         setattr(self, counter, getattr(self, counter) + 1)
         self.rows.append((public_id, state_before, action))
@@ -58,7 +62,14 @@ class ReconcileSummary:
     @property
     def acted(self) -> bool:
         """Anything besides "looked and left open" happened (worth an info log line)."""
-        return bool(self.recorded or self.failed or self.orphans_cancelled or self.archived or self.rejected)
+        return bool(
+            self.recorded
+            or self.failed
+            or self.orphans_cancelled
+            or self.archived
+            or self.rejected
+            or self.converged
+        )
 
 
 @dataclass

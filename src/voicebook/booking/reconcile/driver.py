@@ -14,12 +14,13 @@ from voicebook import metrics
 from voicebook.booking import attempts
 from voicebook.booking.policy import BookingPolicy
 from voicebook.booking.ports import CalendarGateway
+from voicebook.booking.reconcile.appointments import converge_appointments
 from voicebook.booking.reconcile.context import ReconcilePass, ReconcileSummary, Sessionmaker
 from voicebook.booking.reconcile.leases import each_claimed
 from voicebook.booking.reconcile.open_attempts import WORKED, work_open
 from voicebook.booking.reconcile.orphans import work_orphan
 from voicebook.booking.reconcile.retention import archive
-from voicebook.booking.types import AttemptState
+from voicebook.booking.types import AttemptState, Intent
 from voicebook.db.models import BookingAttempt
 
 log = structlog.get_logger("voicebook.booking")
@@ -36,12 +37,17 @@ async def reconcile_once(
     batch: int = 100,
     lease_seconds: float = 60,
     orphan_batch: int = 20,
+    orphan_grace_seconds: float = 900,
+    sync_batch: int = 20,
 ) -> ReconcileSummary:
     """One reconciler pass (see the module docstring); safe to run in many processes at once.
 
     ``batch`` bounds the open attempts worked and the attempts archived per pass, ``orphan_batch`` the
     orphan lookups (each costs a Cal.com request, and failed attempts are re-checked round-robin for
-    ``retention_hours``, so this keeps the reconciler from eating the Cal.com rate limit).
+    ``retention_hours``, so this keeps the reconciler from eating the Cal.com rate limit), ``sync_batch``
+    the appointments compared with Cal.com. ``orphan_grace_seconds``: an attempt that failed more recently
+    may still be taken over by a retry of its call and answered ``booked``, so its booking is not an
+    orphan yet.
     """
     run = ReconcilePass(
         sessionmaker, gateway, policy, owner, deadline_seconds, lease_seconds, ReconcileSummary()
@@ -52,13 +58,16 @@ async def reconcile_once(
     await each_claimed(run, open_where, batch, work_open)
 
     orphan_where = [
+        BookingAttempt.intent == Intent.BOOK,
         BookingAttempt.state.in_((AttemptState.FAILED, AttemptState.REJECTED)),
+        BookingAttempt.updated_at <= run.now() - timedelta(seconds=orphan_grace_seconds),
         BookingAttempt.orphan_cancelled_at.is_(None),
         BookingAttempt.first_sent_at.is_not(None),
         BookingAttempt.updated_at >= run.now() - window,
     ]
     await each_claimed(run, orphan_where, orphan_batch, work_orphan)
 
+    await converge_appointments(run, sync_batch)
     await archive(run, run.now() - window, batch)
     await _gauges(run)
     return run.summary

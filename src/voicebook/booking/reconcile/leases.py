@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 import structlog
 from sqlalchemy import ColumnElement, or_, select, update
 
-from voicebook.booking import attempts
 from voicebook.booking.reconcile.context import ReconcilePass
 from voicebook.db.models import BookingAttempt
 
@@ -72,7 +71,7 @@ async def _claim_next(
                     .execution_options(synchronize_session=False)
                 )
                 if getattr(result, "rowcount", 0):
-                    return await attempts.by_id(session, attempt_id)
+                    return await session.get_one(BookingAttempt, attempt_id, populate_existing=True)
                 seen.add(attempt_id)  # another reconciler won it (SQLite path)
 
 

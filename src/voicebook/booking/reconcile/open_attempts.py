@@ -14,20 +14,23 @@ See ``voicebook.booking.reconcile`` for the whole design.
 
 from __future__ import annotations
 
-from sqlalchemy import select
-
-from voicebook.booking import attempts
+from voicebook.booking import attempts, changes
+from voicebook.booking.attempts import Attempt
 from voicebook.booking.errors import CalendarError
 from voicebook.booking.reconcile.context import ReconcilePass
 from voicebook.booking.recording import record_booking
-from voicebook.booking.types import AttemptState, CalendarBooking, ReconcileAction
-from voicebook.db.models import BookingAttempt, Customer
+from voicebook.booking.tenancy import customer_of_call
+from voicebook.booking.types import AnswerStatus, AttemptState, CalendarBooking, Intent, ReconcileAction
+from voicebook.db.models import BookingAttempt
 
 # The states an open attempt can be in when the reconciler claims it.
 WORKED = (AttemptState.CLAIMED, AttemptState.SENT, AttemptState.UNKNOWN, AttemptState.CONFIRMED)
 
 
 async def work_open(run: ReconcilePass, attempt: BookingAttempt) -> None:
+    if attempt.intent != Intent.BOOK:
+        await _work_open_change(run, attempt)
+        return
     before = attempt.state
     if before == AttemptState.CLAIMED:
         await _fail(run, attempt, "claimed but never sent: the flow stopped before asking Cal.com")
@@ -67,7 +70,7 @@ async def _fail(run: ReconcilePass, attempt: BookingAttempt, reason: str) -> Non
         moved = await attempts.move(
             session,
             attempt.id,
-            (attempt.state,),
+            AttemptState(attempt.state),
             AttemptState.FAILED,
             run.now(),
             guard_verdict="reconciler_failed",
@@ -78,17 +81,9 @@ async def _fail(run: ReconcilePass, attempt: BookingAttempt, reason: str) -> Non
 
 
 async def _customer_id(run: ReconcilePass, attempt: BookingAttempt) -> int | None:
-    """The flow does not store the customer on the attempt; the caller's phone finds it again."""
-    if not attempt.attendee_phone:
-        return None
+    """The attempt does not store the customer: the call's signed caller ID finds it again."""
     async with run.sessionmaker() as session:
-        return (
-            await session.execute(
-                select(Customer.id).where(
-                    Customer.company_id == attempt.company_id, Customer.phone == attempt.attendee_phone
-                )
-            )
-        ).scalar_one_or_none()
+        return await customer_of_call(session, attempt.company_id, attempt.call_id)
 
 
 async def _record(run: ReconcilePass, attempt: BookingAttempt, booking: CalendarBooking) -> None:
@@ -98,7 +93,7 @@ async def _record(run: ReconcilePass, attempt: BookingAttempt, booking: Calendar
             moved = await attempts.move(
                 session,
                 attempt.id,
-                (before,),
+                AttemptState(before),
                 AttemptState.CONFIRMED,
                 run.now(),
                 calcom_booking_uid=booking.uid,
@@ -108,7 +103,7 @@ async def _record(run: ReconcilePass, attempt: BookingAttempt, booking: Calendar
             return
     recorded = await record_booking(
         run.sessionmaker,
-        attempt.id,
+        Attempt.of(attempt),
         booking,
         customer_id=await _customer_id(run, attempt),
         guards_enabled=run.policy.guards.enabled,
@@ -126,3 +121,33 @@ async def _record(run: ReconcilePass, attempt: BookingAttempt, booking: Calendar
         reason = "appointment already recorded" if recorded.replayed else "booking found upstream, recorded"
         details = {"appointment_id": recorded.appointment.id}
         await run.act(attempt, before, ReconcileAction.RECORDED, reason, uid=booking.uid, details=details)
+
+
+async def _work_open_change(run: ReconcilePass, row: BookingAttempt) -> None:
+    """A cancel or reschedule left open: apply what Cal.com did, or fail it once the deadline passed."""
+    attempt, before = Attempt.of(row), AttemptState(row.state)
+    if before == AttemptState.CLAIMED:
+        answer = {"status": AnswerStatus.UPSTREAM_ERROR, "reason": "never_sent"}
+        if await changes.settle_failed(run.sessionmaker, attempt, run.now(), answer):
+            await run.act(row, before, ReconcileAction.FAILED, "change claimed but never sent to Cal.com")
+        return
+    try:
+        finding = await run.upstream(changes.look_up_change(run.gateway, attempt))
+    except (CalendarError, TimeoutError) as exc:
+        reason = f"lookup failed: {type(exc).__name__}: {exc}"[:500]
+        await run.act(row, before, ReconcileAction.STILL_OPEN, reason)
+        return
+    if finding.done is not None:
+        outcome = await finding.done(run.sessionmaker, attempt, run.now(), "")
+        await run.act(
+            row, before, ReconcileAction.RECORDED, f"{attempt.intent} found upstream: {outcome.status}"
+        )
+        return
+    age = (run.now() - (attempt.first_sent_at or attempt.created_at)).total_seconds()
+    if age < run.deadline_seconds:
+        await run.act(row, before, ReconcileAction.STILL_OPEN, f"{attempt.intent} not seen upstream yet")
+        return
+    answer = {"status": AnswerStatus.UPSTREAM_ERROR, "reason": "not_applied_upstream"}
+    if await changes.settle_failed(run.sessionmaker, attempt, run.now(), answer):
+        reason = f"{attempt.intent} not applied upstream {age:.0f}s after sending"
+        await run.act(row, before, ReconcileAction.FAILED, reason)
