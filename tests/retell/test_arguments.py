@@ -159,7 +159,8 @@ CASES: list[tuple[str, str, Mapping[str, object], str | None, Command | tuple[st
     ("rs-no-phone", "reschedule_appointment", {"new_start": "2026-03-11T10:00"}, None,
      RescheduleAppointment(utc(2026, 3, 11, 9))),
     ("rs-phone-narrows", "reschedule_appointment",
-     {"new_start": "2026-03-11T10:00", "phone": "0151 23456789"}, CALLER, RescheduleAppointment(utc(2026, 3, 11, 9), "+4915123456789")),
+     {"new_start": "2026-03-11T10:00", "phone": "0151 23456789"}, CALLER,
+     RescheduleAppointment(utc(2026, 3, 11, 9), "+4915123456789")),
     # dispatch
     ("unknown-function", "delete_everything", {}, CALLER, err("name", "unknown_function")),
 ]  # fmt: skip
