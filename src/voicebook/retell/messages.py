@@ -14,7 +14,7 @@ from typing import Final
 from zoneinfo import ZoneInfo
 
 from voicebook.retell.errors import ArgumentError
-from voicebook.retell.phrases import INVALID, MONTHS, OR, SENTENCES, WEEKDAYS, Lang
+from voicebook.retell.phrases import INVALID, MONTHS, OR, SENTENCES, UNITS, WEEKDAYS, Lang
 
 MAX_SPOKEN_SLOTS: Final[int] = 3
 
@@ -147,6 +147,33 @@ def attempt_conflict(locale: str | None) -> str:
 def unknown_number(locale: str | None) -> str:
     """The dialled number belongs to no company; say so rather than pretend to book."""
     return _say("unknown_number", locale)
+
+
+def _count(amount: int, unit: str, lang: Lang) -> str:
+    singular, plural = UNITS[unit][lang]
+    return f"{amount} {singular if amount == 1 else plural}"
+
+
+def spoken_duration(minutes: int, locale: str | None) -> str:
+    """The largest whole unit: 1440 → "1 Tag", 120 → "2 hours", 90 → "90 minutes"."""
+    lang = language(locale)
+    if minutes and minutes % (24 * 60) == 0:
+        return _count(minutes // (24 * 60), "day", lang)
+    if minutes and minutes % 60 == 0:
+        return _count(minutes // 60, "hour", lang)
+    return _count(minutes, "minute", lang)
+
+
+def too_far_ahead(max_days_ahead: int, locale: str | None) -> str:
+    """The start lies beyond the service's booking window (``booking.window``, TOO_FAR); says the limit."""
+    return _say("too_far_ahead", locale, days=_count(max_days_ahead, "day", language(locale)))
+
+
+def too_short_notice(min_notice_minutes: int, locale: str | None) -> str:
+    """The start is closer than the service's minimum notice (``booking.window``, TOO_SOON)."""
+    if min_notice_minutes <= 0:
+        return _say("too_short_notice_plain", locale)
+    return _say("too_short_notice", locale, notice=spoken_duration(min_notice_minutes, locale))
 
 
 def upstream_error(locale: str | None) -> str:
