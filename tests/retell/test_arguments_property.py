@@ -1,6 +1,6 @@
 """Whatever JSON a model produces, parsing either succeeds or raises ArgumentError."""
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from hypothesis import given, settings
@@ -72,3 +72,37 @@ def test_resolve_start_only_raises_argument_error(value: str, zone: ZoneInfo) ->
     except ArgumentError:
         return
     assert instant.tzinfo is UTC
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    function=st.sampled_from(sorted(FUNCTION_NAMES)),
+    start=plausible | st.datetimes().map(lambda d: d.isoformat(timespec="minutes")),
+    new_start=plausible | st.datetimes().map(lambda d: d.isoformat(timespec="minutes")),
+    day=plausible | st.dates().map(str),
+    zone=st.sampled_from(ZONES),
+    now=st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)),
+)
+def test_parsed_times_survive_any_later_arithmetic(
+    function: str, start: str, new_start: str, day: str, zone: ZoneInfo, now: datetime
+) -> None:
+    """Issue 13, case 8: whatever the model sends, a parsed time plus or minus a few days, or in any zone,
+    is representable — so no duration, lookup window or offset added later can overflow."""
+    args = {"service": "x", "name": "Anna", "start": start, "new_start": new_start, "date": day}
+    try:
+        command = parse_arguments(function, args, tz=zone, region="DE", now=now, caller_phone="+491701234567")
+    except ArgumentError:
+        return
+    instants = [v for v in vars_of(command) if isinstance(v, datetime)]
+    days = [v for v in vars_of(command) if isinstance(v, date) and not isinstance(v, datetime)]
+    for instant in instants:
+        for shifted in (instant - timedelta(days=2), instant + timedelta(days=2)):
+            for other in ZONES:
+                shifted.astimezone(other)
+    for d in days:
+        datetime.combine(d + timedelta(days=2), time(23, 59), tzinfo=zone).astimezone(UTC)
+        datetime.combine(d - timedelta(days=2), time(0), tzinfo=zone).astimezone(UTC)
+
+
+def vars_of(command: object) -> list[object]:
+    return [getattr(command, name) for name in command.__slots__]  # type: ignore[attr-defined]

@@ -123,6 +123,10 @@ def test_cancelled_rescheduled_in_progress() -> None:
          "That time does not exist on that day because the clocks change."),
         ("args", "invalid", "Eine Angabe habe ich nicht verstanden.",
          "I did not understand one of the details."),
+        ("start", "too_far", "Das Datum liegt zu weit in der Zukunft.",
+         "That date is too far in the future."),
+        ("date", "too_far", "Das Datum liegt zu weit in der Zukunft.",
+         "That date is too far in the future."),
     ],
 )  # fmt: skip
 def test_invalid_input(field: str, code: str, de: str, en: str) -> None:
@@ -133,7 +137,7 @@ def test_invalid_input(field: str, code: str, de: str, en: str) -> None:
 
 @pytest.mark.parametrize(
     "code",
-    ["missing", "invalid", "bad_date", "bad_time", "past", "nonexistent_time", "bad_phone",
+    ["missing", "invalid", "bad_date", "bad_time", "past", "too_far", "nonexistent_time", "bad_phone",
      "bad_email", "too_long", "unchanged", "unknown_function"],
 )  # fmt: skip
 @pytest.mark.parametrize("field", ["service", "date", "time", "start", "new_start", "name",
@@ -160,3 +164,45 @@ def test_conflict_unknown_number_and_call_id() -> None:
     assert "different details" in m.attempt_conflict("en")
     assert m.unknown_number("en") == "Sorry, I cannot book appointments through this number."
     assert "nicht zuordnen" in m.invalid_input(ArgumentError("call_id", "missing"), "de")
+
+
+@pytest.mark.parametrize(
+    ("days", "de", "en"),
+    [
+        (365, "So weit im Voraus kann ich leider nicht buchen; Termine gibt es höchstens 365 Tage im Voraus.",
+         "Sorry, I cannot book that far ahead; appointments are at most 365 days ahead."),
+        (1, "So weit im Voraus kann ich leider nicht buchen; Termine gibt es höchstens 1 Tag im Voraus.",
+         "Sorry, I cannot book that far ahead; appointments are at most 1 day ahead."),
+    ],
+)  # fmt: skip
+def test_too_far_ahead(days: int, de: str, en: str) -> None:
+    """Issue 13, case 8: outside the service's max_days_ahead, say the limit."""
+    assert m.too_far_ahead(days, "de") == de
+    assert m.too_far_ahead(days, "en") == en
+
+
+@pytest.mark.parametrize(
+    ("minutes", "de", "en"),
+    [
+        (30, "30 Minuten", "30 minutes"),
+        (60, "1 Stunde", "1 hour"),
+        (90, "90 Minuten", "90 minutes"),
+        (120, "2 Stunden", "2 hours"),
+        (24 * 60, "1 Tag", "1 day"),
+        (3 * 24 * 60, "3 Tage", "3 days"),
+        (1, "1 Minute", "1 minute"),
+    ],
+)
+def test_too_short_notice_names_the_notice(minutes: int, de: str, en: str) -> None:
+    assert m.too_short_notice(minutes, "de") == (
+        "So kurzfristig kann ich leider nicht buchen; "
+        f"bitte wählen Sie einen Termin mindestens {de} im Voraus."
+    )
+    assert m.too_short_notice(minutes, "en") == (
+        f"Sorry, that is too short notice; please choose a time at least {en} ahead."
+    )
+
+
+def test_too_short_notice_without_a_minimum() -> None:
+    assert m.too_short_notice(0, "de") == "So kurzfristig kann ich leider nicht buchen."
+    assert m.too_short_notice(0, "en") == "Sorry, that is too short notice."

@@ -53,8 +53,8 @@ def _message(outcome: outcomes.Outcome, tz: ZoneInfo, loc: str, offered: list[st
         return messages.reschedule_unchanged(appointment.start, tz, loc)
     if status == AnswerStatus.INVALID_INPUT and outcome.window is not None:
         if reason == "too_far_ahead":
-            return messages.window_too_far(outcome.window.max_days_ahead, loc)
-        return messages.window_too_soon(outcome.window.min_notice_minutes, loc)
+            return messages.too_far_ahead(outcome.window.max_days_ahead, loc)
+        return messages.too_short_notice(outcome.window.min_notice_minutes, loc)
     simple = {
         AnswerStatus.IN_PROGRESS: lambda: messages.in_progress(loc),
         AnswerStatus.AVAILABLE: lambda: messages.available(outcome.slots, tz, loc),

@@ -1,11 +1,13 @@
 """Retell function arguments → typed commands, before anything touches the database or Cal.com.
 
 Validation happens here, once, so the booking code never sees a naive datetime, an un-normalised
-phone number or a start in the past, and so every refusal is an ``ArgumentError`` the agent can
-turn into a sentence. Argument names follow ``DESIGN.md``; the names from Retell's own booking
-example (``slot_start``, ``attendee_*``) are accepted too, since prompts copied from Retell's
-templates make models use them. An ``args.timezone`` is ignored on purpose: the company's zone is
-authoritative, and a start with an explicit offset already says which instant it means.
+phone number, a start in the past or one beyond ``fields.HORIZON_DAYS`` (so no later arithmetic on it
+can overflow; the service's own, shorter booking window is the domain's check, ``booking.window``),
+and so every refusal is an ``ArgumentError`` the agent can turn into a sentence. Argument names
+follow ``DESIGN.md``; the names from Retell's own booking example (``slot_start``, ``attendee_*``)
+are accepted too, since prompts copied from Retell's templates make models use them. An
+``args.timezone`` is ignored on purpose: the company's zone is authoritative, and a start with an
+explicit offset already says which instant it means.
 """
 
 from __future__ import annotations
@@ -126,7 +128,7 @@ class _Context:
         raw = self.required(field)
         if not isinstance(raw, str):
             raise ArgumentError(field, "bad_time")
-        start = resolve_start(raw, self.tz, field)
+        start = fields.within_horizon(resolve_start(raw, self.tz, field), self.now, field)
         if start < self.now:
             raise ArgumentError(field, "past")
         return start
@@ -137,7 +139,7 @@ class _Context:
             return None
         if not isinstance(raw, str):
             raise ArgumentError(field, "bad_time")
-        return resolve_start(raw, self.tz, field)
+        return fields.within_horizon(resolve_start(raw, self.tz, field), self.now, field)
 
     def phone(self) -> str | None:
         """The phone argument, else the number the caller rings from (unusable → None, not an error:
@@ -168,6 +170,8 @@ def _check_availability(ctx: _Context) -> CheckAvailability:
     day = today if raw_date is None else fields.calendar_date(raw_date, "date", today=today)
     if day < today:
         raise ArgumentError("date", "past")
+    if (day - today).days > fields.HORIZON_DAYS:
+        raise ArgumentError("date", "too_far")
     raw_time = ctx.get("time")
     if raw_time is None:
         return CheckAvailability(service=service, day=day)

@@ -18,6 +18,7 @@ ArgumentCode = Literal[
     "bad_date",  # not a calendar date we can read
     "bad_time",  # not a time of day / start we can read
     "past",  # the date or start lies before ``now``
+    "too_far",  # the date or start lies beyond ``fields.HORIZON_DAYS`` (or at the end of the calendar)
     "nonexistent_time",  # wall time falls into the spring-forward gap of the company zone
     "bad_phone",  # not a valid phone number for the company's region
     "bad_email",  # not a syntactically valid e-mail address

@@ -17,10 +17,15 @@ from zoneinfo import ZoneInfo
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
-from voicebook.retell.errors import ArgumentError
+from voicebook.retell.errors import ArgumentCode, ArgumentError
 
 NAME_MAX = 100
 NOTES_MAX = 500
+# No date the agent sends may lie further than this from now (either way). Ten years and a week: above
+# every service's booking window (booking/window.py allows at most 3650 days), and far enough from the
+# end of the calendar that no duration, lookup window or zone offset added later can overflow
+# (issue 13, case 8: "9999-12-31T23:30" overflowed in the flow and in every reconciler pass).
+HORIZON_DAYS = 3660
 SERVICE_MAX = 100
 
 # Strings models put into optional fields when they have nothing to say.
@@ -139,7 +144,9 @@ def wall_to_utc(wall: datetime, tz: ZoneInfo, field: str) -> datetime:
     local = wall.replace(tzinfo=tz, fold=0)
     try:
         instant = local.astimezone(UTC)
-    except (OverflowError, ValueError):
+    except OverflowError:
+        raise ArgumentError(field, _overflow(wall)) from None
+    except ValueError:
         raise ArgumentError(field, "bad_date") from None
     if instant.astimezone(tz).replace(tzinfo=None) != wall.replace(tzinfo=None):
         raise ArgumentError(field, "nonexistent_time")
@@ -176,8 +183,25 @@ def resolve_start(value: str, tz: ZoneInfo, field: str = "start") -> datetime:
         return wall_to_utc(wall, tz, field)
     try:
         return wall.replace(tzinfo=_offset(m["tz"], field)).astimezone(UTC)
-    except (OverflowError, ValueError):
+    except OverflowError:
+        raise ArgumentError(field, _overflow(wall)) from None
+    except ValueError:
         raise ArgumentError(field, "bad_date") from None
+
+
+def _overflow(wall: datetime) -> ArgumentCode:
+    """A wall time that leaves the calendar in UTC lies at its very end (too far) or start (past)."""
+    return "past" if wall.year == date.min.year else "too_far"
+
+
+def within_horizon(instant: datetime, now: datetime, field: str) -> datetime:
+    """Refuse an instant more than ``HORIZON_DAYS`` from ``now``; the subtraction itself cannot overflow."""
+    lead = instant - now
+    if lead > timedelta(days=HORIZON_DAYS):
+        raise ArgumentError(field, "too_far")
+    if lead < -timedelta(days=HORIZON_DAYS):
+        raise ArgumentError(field, "past")
+    return instant
 
 
 def phone_e164(value: object, field: str, region: str) -> str:

@@ -14,7 +14,7 @@ from typing import Final
 from zoneinfo import ZoneInfo
 
 from voicebook.retell.errors import ArgumentError
-from voicebook.retell.phrases import INVALID, MONTHS, OR, SENTENCES, WEEKDAYS, Lang
+from voicebook.retell.phrases import INVALID, MONTHS, OR, SENTENCES, UNITS, WEEKDAYS, Lang
 
 MAX_SPOKEN_SLOTS: Final[int] = 3
 
@@ -149,6 +149,33 @@ def unknown_number(locale: str | None) -> str:
     return _say("unknown_number", locale)
 
 
+def _count(amount: int, unit: str, lang: Lang) -> str:
+    singular, plural = UNITS[unit][lang]
+    return f"{amount} {singular if amount == 1 else plural}"
+
+
+def spoken_duration(minutes: int, locale: str | None) -> str:
+    """The largest whole unit: 1440 → "1 Tag", 120 → "2 hours", 90 → "90 minutes"."""
+    lang = language(locale)
+    if minutes and minutes % (24 * 60) == 0:
+        return _count(minutes // (24 * 60), "day", lang)
+    if minutes and minutes % 60 == 0:
+        return _count(minutes // 60, "hour", lang)
+    return _count(minutes, "minute", lang)
+
+
+def too_far_ahead(max_days_ahead: int, locale: str | None) -> str:
+    """The start lies beyond the service's booking window (``booking.window``, TOO_FAR); says the limit."""
+    return _say("too_far_ahead", locale, days=_count(max_days_ahead, "day", language(locale)))
+
+
+def too_short_notice(min_notice_minutes: int, locale: str | None) -> str:
+    """The start is closer than the service's minimum notice (``booking.window``, TOO_SOON)."""
+    if min_notice_minutes <= 0:
+        return _say("too_short_notice_plain", locale)
+    return _say("too_short_notice", locale, notice=spoken_duration(min_notice_minutes, locale))
+
+
 def upstream_error(locale: str | None) -> str:
     return _say("upstream_error", locale)
 
@@ -157,16 +184,6 @@ def ambiguous(options: Sequence[datetime], tz: ZoneInfo, locale: str | None) -> 
     """Names the caller's own appointments so the caller can pick one ("am Montag um 10:00 oder …")."""
     spoken = [spoken_datetime(o, tz, locale) for o in options]
     return _say("ambiguous", locale, options=_join(spoken, language(locale)))
-
-
-def window_too_far(max_days_ahead: int, locale: str | None) -> str:
-    return _say("window_too_far", locale, days=str(max_days_ahead))
-
-
-def window_too_soon(min_notice_minutes: int, locale: str | None) -> str:
-    if min_notice_minutes <= 0:
-        return _say("window_past", locale)
-    return _say("window_too_soon", locale, minutes=str(min_notice_minutes))
 
 
 def reschedule_unchanged(start: datetime, tz: ZoneInfo, locale: str | None) -> str:

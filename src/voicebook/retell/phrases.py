@@ -21,6 +21,12 @@ MONTHS: Final[dict[Lang, tuple[str, ...]]] = {
            "October", "November", "December"),
 }  # fmt: skip
 OR: Final[dict[Lang, str]] = {"de": "oder", "en": "or"}
+# (singular, plural) of the units a booking window is said in.
+UNITS: Final[dict[str, dict[Lang, tuple[str, str]]]] = {
+    "minute": {"de": ("Minute", "Minuten"), "en": ("minute", "minutes")},
+    "hour": {"de": ("Stunde", "Stunden"), "en": ("hour", "hours")},
+    "day": {"de": ("Tag", "Tage"), "en": ("day", "days")},
+}
 
 SENTENCES: Final[dict[str, dict[Lang, str]]] = {
     "booked": {
@@ -84,6 +90,19 @@ SENTENCES: Final[dict[str, dict[Lang, str]]] = {
         "de": "Über diese Nummer kann ich leider keine Termine vereinbaren.",
         "en": "Sorry, I cannot book appointments through this number.",
     },
+    "too_far_ahead": {
+        "de": "So weit im Voraus kann ich leider nicht buchen; Termine gibt es höchstens {days} im Voraus.",
+        "en": "Sorry, I cannot book that far ahead; appointments are at most {days} ahead.",
+    },
+    "too_short_notice": {
+        "de": "So kurzfristig kann ich leider nicht buchen; bitte wählen Sie einen Termin mindestens "
+        "{notice} im Voraus.",
+        "en": "Sorry, that is too short notice; please choose a time at least {notice} ahead.",
+    },
+    "too_short_notice_plain": {
+        "de": "So kurzfristig kann ich leider nicht buchen.",
+        "en": "Sorry, that is too short notice.",
+    },
     "upstream_error": {
         "de": "Der Kalender ist gerade nicht erreichbar; bitte versuchen Sie es gleich noch einmal.",
         "en": "The calendar is not reachable right now; please try again in a moment.",
@@ -91,19 +110,6 @@ SENTENCES: Final[dict[str, dict[Lang, str]]] = {
     "ambiguous": {
         "de": "Sie haben mehrere Termine: {options}. Welchen meinen Sie?",
         "en": "You have several appointments: {options}. Which one do you mean?",
-    },
-    "window_too_far": {
-        "de": "So weit im Voraus kann ich leider nicht buchen; möglich sind höchstens {days} Tage.",
-        "en": "Sorry, I cannot book that far ahead; at most {days} days are possible.",
-    },
-    "window_too_soon": {
-        "de": "So kurzfristig kann ich leider nicht buchen; "
-        "wir brauchen mindestens {minutes} Minuten Vorlauf.",
-        "en": "Sorry, that is too short notice; we need at least {minutes} minutes.",
-    },
-    "window_past": {
-        "de": "Dieser Zeitpunkt ist schon vorbei.",
-        "en": "That time has already passed.",
     },
     "reschedule_unchanged": {
         "de": "Ihr Termin ist bereits am {when}; da muss ich nichts verschieben.",
@@ -177,6 +183,10 @@ INVALID: Final[dict[tuple[str | None, str | None], dict[Lang, str]]] = {
     (None, "bad_time"): {
         "de": "Die Uhrzeit habe ich nicht verstanden.",
         "en": "I did not understand that time.",
+    },
+    (None, "too_far"): {
+        "de": "Das Datum liegt zu weit in der Zukunft.",
+        "en": "That date is too far in the future.",
     },
     (None, "nonexistent_time"): {
         "de": "Diese Uhrzeit gibt es an dem Tag wegen der Zeitumstellung nicht.",
