@@ -35,6 +35,12 @@ async def _phrases(sm: Sm) -> list[str]:
         return list((await session.execute(select(GuardEvent.verdict).order_by(GuardEvent.id))).scalars())
 
 
+async def _layers(sm: Sm, verdict: str) -> list[str]:
+    async with sm() as session:
+        rows = await session.execute(select(GuardEvent.layer).where(GuardEvent.verdict == verdict))
+        return [r[0] for r in rows]
+
+
 async def _book(
     sm: Sm,
     cal: FakeCalendar,
@@ -143,6 +149,7 @@ class TestBook:
         )
         assert outcome.status == "rejected_duplicate"
         assert "DUPLICATE BOOKING ID IN DATABASE" in await _phrases(sessionmaker)
+        assert await _layers(sessionmaker, "DUPLICATE BOOKING ID IN DATABASE") == ["layer3"]
         assert await _count(sessionmaker, Appointment, Appointment.calcom_booking_uid == booking.uid) == 1
 
     async def test_timeout_after_commit_resolves_to_our_booking(self, sessionmaker: Sm) -> None:
@@ -225,6 +232,8 @@ class TestBook:
         assert len(booked) == 1
         assert {r.status for r in results} == {"booked", "rejected_duplicate"}
         assert await _count(sessionmaker, Appointment) == 1
+        # layer 3 is off, so every refusal came from the unique index
+        assert set(await _layers(sessionmaker, "DUPLICATE BOOKING ID IN DATABASE")) == {"layer4"}
 
     async def test_own_booking_returned_on_retry_counts_as_replay(self, sessionmaker: Sm) -> None:
         cal = FakeCalendar(slots=[START], create_errors=[OutcomeUnknown("t")], store_before_error=True)

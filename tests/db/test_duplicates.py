@@ -47,6 +47,8 @@ def _seed(conn: Connection) -> None:
         row(4, "uidB", T0, "call_4"),
         row(5, "uidB", T0, "call_5"),  # same created_at: the lower id is kept
         row(6, "uidC", T0, "call_6"),  # no duplicate
+        row(7, "uidD", T0 + timedelta(minutes=10), "call_7"),
+        row(8, "uidD", T0, "call_8"),  # the oldest has the higher id: the oldest is kept, not the lowest id
     ]
     conn.execute(
         text(
@@ -78,14 +80,15 @@ class TestCleanupMigration:
         try:
             _run(db_url, _seed)
             scan = _run(db_url, duplicates.scan)
-            assert (scan.groups, scan.rows_to_archive) == (2, 3)
+            assert (scan.groups, scan.rows_to_archive) == (3, 4)
             migrate.upgrade(db_url, "0002")
             state = _run(db_url, _state)
-            assert state["kept"] == [1, 4, 6]
+            assert state["kept"] == [1, 4, 6, 8]
             assert state["archived"] == [
                 (2, 1, "uidA", "call_2"),
                 (3, 1, "uidA", "call_3"),
                 (5, 4, "uidB", "call_5"),
+                (7, 8, "uidD", "call_7"),
             ]
             assert state["indexes"]["uq_appointment_calcom_booking_uid"]
             # downgrade + upgrade round-trips: the index goes and comes back, nothing else moves
@@ -111,7 +114,12 @@ class TestCleanupMigration:
                 _run(db_url, lambda c: duplicates.restore(c, archive_id))
             assert _run(db_url, lambda c: duplicates.restore(c, archive_id, replace=True)) == 5
             state = _run(db_url, _state)
-            assert state["kept"] == [1, 5, 6]
+            assert state["kept"] == [1, 5, 6, 8]
             assert (4, 5, "uidB", "call_4") in state["archived"]
+            # the restored row's archive copy is gone: it is an appointment again, not a duplicate
+            originals = [a[0] for a in state["archived"]]
+            assert 5 not in originals
+            with pytest.raises(duplicates.RestoreError, match="no archived appointment"):
+                _run(db_url, lambda c: duplicates.restore(c, archive_id))
         finally:
             migrate.upgrade(db_url, "head")
