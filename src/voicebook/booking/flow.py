@@ -5,8 +5,8 @@ attempt is committed *before* Cal.com is called, so a crash, a timeout or a dead
 said yes leaves a durable trace (``sent`` / ``unknown`` / ``confirmed``) that a retry or the reconciler
 finishes. The flow has two parts:
 
-1. **Claim or join** (``_claim``, ``_join``): insert the attempt under its idempotency key, or find the
-   one a first try made. A retry replays a final attempt, waits briefly for a live one, or takes over one
+1. **Claim or join** (``_claim``, ``attempts.join``): insert the attempt under its idempotency key, or
+   find the one a first try made. A retry replays a final attempt, waits briefly for a live one, or takes over one
    whose holder is gone. A rebook after a cancel in the same call is a new attempt (the key gets a
    generation suffix), never a replay of the cancelled booking.
 2. **Drive** (``MACHINE``): the held attempt is stepped by its state (``attempts.Machine.drive``) until a
@@ -192,12 +192,12 @@ async def _claim(flow: Flow, ctx: CallContext, args: BookArgs) -> tuple[bool, At
             )
             if created:
                 return True, attempt
+            if await _booked_and_gone(session, attempt):
+                continue  # this call booked the slot and cancelled it since: asking again is a new booking
             if attempt.fingerprint != values["fingerprint"]:
                 log.warning("attempt.conflict", call_id=ctx.call_id)
                 return outcomes.Outcome(AnswerStatus.INVALID_INPUT, reason="attempt_conflict")
-            if not await _booked_and_gone(session, attempt):
-                return False, attempt
-            # This call booked the slot and then cancelled it: asking again is a new booking.
+            return False, attempt
     return outcomes.Outcome(AnswerStatus.INVALID_INPUT, reason="too_many_rebooks")
 
 
