@@ -6,8 +6,8 @@ said yes leaves a durable trace (``sent`` / ``unknown`` / ``confirmed``) that a 
 finishes. The flow has two parts:
 
 1. **Claim or join** (``_claim``, ``attempts.join``): insert the attempt under its idempotency key, or
-   find the one a first try made. A retry replays a final attempt, waits briefly for a live one, or takes over one
-   whose holder is gone. A rebook after a cancel in the same call is a new attempt (the key gets a
+   find the one a first try made. A retry replays a final attempt, waits briefly for a live one, or takes
+   over one whose holder is gone. A rebook after a cancel in the same call is a new attempt (the key gets a
    generation suffix), never a replay of the cancelled booking.
 2. **Drive** (``MACHINE``): the held attempt is stepped by its state (``attempts.Machine.drive``) until a
    step answers. Each step does one thing: ``claimed`` sends, ``sent``/``unknown`` resolve by lookup,
