@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -10,6 +9,7 @@ import structlog
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from voicebook.api.limits import loads_object
 from voicebook.booking.policy import BookingPolicy, GuardPolicy
 from voicebook.booking.ports import CalendarGateway
 from voicebook.booking.tenancy import OfferingCache
@@ -69,13 +69,7 @@ async def verified_retell_body(request: Request) -> SignedBody:
     elif not settings.retell_insecure_dev_mode:
         log.warning("retell.unsigned_refused", path=request.url.path)
         raise HTTPException(status_code=401)
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise HTTPException(status_code=400, detail="body is not JSON") from None
-    if not isinstance(data, dict):
-        raise HTTPException(status_code=400, detail="body is not a JSON object")
-    return SignedBody(raw, data)
+    return SignedBody(raw, loads_object(raw, settings.max_json_depth))
 
 
 def get_offerings(request: Request) -> OfferingCache:

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 
 import structlog
 from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import ValidationError
 
 from voicebook.api.deps import RetellBody, SessionmakerDep, SettingsDep
+from voicebook.api.limits import loads_object
+from voicebook.api.parsing import signature_matches
 from voicebook.booking.service import CallFacts, apply_call_event
-from voicebook.retell.schemas import WebhookBody
+from voicebook.calcom import webhook_limits
+from voicebook.retell.webhook_limits import BoundedWebhookBody
 
 router = APIRouter(tags=["webhooks"])
 log = structlog.get_logger("voicebook.api")
@@ -23,11 +25,11 @@ log = structlog.get_logger("voicebook.api")
     status_code=204,
     response_class=Response,
     summary="Retell call events (call_started, call_ended, call_analyzed)",
-    responses={401: {"description": "bad or missing signature"}},
+    responses={400: {"description": "malformed body"}, 401: {"description": "bad or missing signature"}},
 )
 async def retell_webhook(body: RetellBody, sessionmaker: SessionmakerDep) -> Response:
     try:
-        parsed = WebhookBody.model_validate(body.data)
+        parsed = BoundedWebhookBody.model_validate(body.data)
     except ValidationError:
         raise HTTPException(status_code=400, detail="not a Retell webhook body") from None
     call = parsed.call
@@ -55,27 +57,26 @@ async def retell_webhook(body: RetellBody, sessionmaker: SessionmakerDep) -> Res
     "/calcom/webhook",
     status_code=200,
     summary="Cal.com booking events (X-Cal-Signature-256 checked)",
-    responses={401: {"description": "bad or missing signature"}},
+    responses={400: {"description": "malformed body"}, 401: {"description": "bad or missing signature"}},
 )
 async def calcom_webhook(
     request: Request, settings: SettingsDep, sessionmaker: SessionmakerDep
 ) -> dict[str, str]:
     raw = await request.body()
     secret = settings.calcom_webhook_secret
-    given = request.headers.get("x-cal-signature-256", "")
+    given = request.headers.get("x-cal-signature-256")
     if secret is None:
         log.warning("calcom.webhook_refused", detail="VOICEBOOK_CALCOM_WEBHOOK_SECRET is unset")
         raise HTTPException(status_code=401)
     expected = hmac.new(secret.get_secret_value().encode(), raw, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, given):
+    if not signature_matches(expected, given):
         log.warning("calcom.signature_rejected")
         raise HTTPException(status_code=401)
-    try:
-        event = json.loads(raw)
-    except ValueError:
-        raise HTTPException(status_code=400, detail="body is not JSON") from None
-    if not isinstance(event, dict):
-        raise HTTPException(status_code=400, detail="body is not a JSON object")
+    event = loads_object(raw, settings.max_json_depth)
+    problem = webhook_limits.problem(event)
+    if problem is not None:
+        log.warning("calcom.webhook_malformed", problem=problem)
+        raise HTTPException(status_code=400, detail=f"malformed Cal.com webhook: {problem}")
     from voicebook.booking import calcom_events
 
     async with sessionmaker() as session, session.begin():
