@@ -50,6 +50,8 @@ def serve(
     """Serve the HTTP API with uvicorn."""
     import uvicorn
 
+    from voicebook.api.server_limits import uvicorn_options
+
     settings = load_settings()
     from voicebook import metrics
 
@@ -73,6 +75,7 @@ def serve(
         workers=workers,
         log_config=None,
         access_log=False,
+        **uvicorn_options(settings),
     )
 
 
