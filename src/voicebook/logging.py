@@ -87,7 +87,9 @@ _PHONE_OR_DATE = re.compile(
     |
         (?<![\w.])\d{1,2}\.\d{1,2}\.\d{4}(?!\w|\.\d)           # 01.12.2026
     |
-        (?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?!\w|\.\d)          # an IPv4 address
+        (?<![\w.+(])(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)   # an IPv4 address; no leading zero, so
+        (?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}     # "030.123.45.67" stays a phone number
+        (?!\w|\.\d)
     )
     |
     (?P<phone>
