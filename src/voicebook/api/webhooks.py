@@ -30,7 +30,10 @@ log = structlog.get_logger("voicebook.api")
 async def retell_webhook(body: RetellBody, sessionmaker: SessionmakerDep) -> Response:
     try:
         parsed = BoundedWebhookBody.model_validate(body.data)
-    except ValidationError:
+    except ValidationError as exc:
+        # Field paths only: the values are the caller's and may be personal data.
+        problems = sorted({".".join(str(part) for part in e["loc"]) for e in exc.errors()})[:5]
+        log.warning("retell.webhook_malformed", problems=problems)
         raise HTTPException(status_code=400, detail="not a Retell webhook body") from None
     call = parsed.call
     analysis = call.call_analysis
