@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -444,3 +445,23 @@ def test_serve_writes_env_with_mode_0600() -> None:
     assert "umask 077" in script
     assert "chmod 600 .env" in script
     assert "VOICEBOOK_API_DOCS_ENABLED" in script
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b'"' + b'\\"' * 130_000, b'"' * 262_144, b"[" * 262_144, b'"a' * 131_072, b"{" * 100_000 + b'"'],
+    ids=["escaped-quotes", "quotes", "brackets", "unterminated-strings", "open-objects"],
+)
+def test_json_depth_check_is_linear_on_hostile_bodies(raw: bytes) -> None:
+    from voicebook.api.limits import json_depth
+
+    started = time.perf_counter()
+    json_depth(raw)
+    assert time.perf_counter() - started < 2.0
+
+
+def test_json_depth_ignores_brackets_inside_strings() -> None:
+    from voicebook.api.limits import json_depth
+
+    assert json_depth(b'["a\\"]", {"x": [[1]]}]') == 4
+    assert json_depth(b'{"k": "[[[[[[[[["}') == 1

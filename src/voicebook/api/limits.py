@@ -29,8 +29,10 @@ __all__ = ["BodyError", "BodyLimitsMiddleware", "json_depth", "loads_object"]
 
 log = structlog.get_logger("voicebook.api")
 
-_STRING: Final = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
-_BRACKET: Final = re.compile(rb"[\[\]{}]")
+# One left-to-right scan over tokens that matter: a string (to its closing quote, or to the end of the
+# input when it has none, so an unterminated string is never rescanned from each of its quotes: linear
+# time on any input) or a bracket.
+_TOKENS: Final = re.compile(rb'"(?:[^"\\]+|\\.)*"?|[\[\]{}]', re.S)
 
 
 class BodyError(HTTPException):
@@ -40,11 +42,14 @@ class BodyError(HTTPException):
 def json_depth(raw: bytes, stop_at: int | None = None) -> int:
     """The deepest bracket nesting in ``raw``, ignoring brackets inside strings; never recurses.
 
-    Linear in the size of the body; stops counting once ``stop_at`` is passed (enough to refuse).
+    Linear in the size of the body, whatever it holds; stops once ``stop_at`` is passed (enough to refuse).
     """
     depth = deepest = 0
-    for match in _BRACKET.finditer(_STRING.sub(b'""', raw)):
-        if match.group() in (b"[", b"{"):
+    for match in _TOKENS.finditer(raw):
+        token = match.group()
+        if token.startswith(b'"'):
+            continue
+        if token in (b"[", b"{"):
             depth += 1
             if depth > deepest:
                 deepest = depth
