@@ -131,3 +131,16 @@ def test_masking_still_leaves_ids_dates_and_numbers_alone() -> None:
         "3.14159265", "v1.2.3", "idempotency_key_abc123def456", "task_queue_items",
     ):  # fmt: skip
         assert redact(text) == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["a" * 50_000 + " @", "a." * 25_000 + "@", "1 " * 25_000, "1-" * 25_000, "+" + "1(" * 25_000],
+    ids=["word-run", "dotted-run", "spaced-digits", "dashed-digits", "parenthesised-digits"],
+)
+def test_redaction_is_linear_on_hostile_text(text: str) -> None:
+    import time
+
+    started = time.perf_counter()
+    redact(text)
+    assert time.perf_counter() - started < 2.0
