@@ -233,9 +233,9 @@ def _stuck_out(s: report.StuckAttempt) -> StuckAttemptOut:
 async def api_summary(
     _: AdminAccess,
     sessionmaker: SessionmakerDep,
-    since: Annotated[WindowMoment | None, Query(description="window start, ISO-8601 (UTC if no offset)")] = (
-        None
-    ),
+    since: Annotated[
+        WindowMoment | None, Query(description="window start, ISO-8601 (UTC if no offset)")
+    ] = None,
     until: Annotated[WindowMoment | None, Query(description="window end (exclusive), default now")] = None,
     company_id: Annotated[CompanyId | None, Query()] = None,
 ) -> SummaryOut:
