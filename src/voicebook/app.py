@@ -12,14 +12,18 @@ import structlog
 from fastapi import FastAPI
 
 from voicebook import __version__
+from voicebook.api import assets, ops, retell, webhooks
 from voicebook.api import errors as api_errors
-from voicebook.api import ops, retell, webhooks
+from voicebook.api.admin import auth as admin_auth
 from voicebook.api.admin import routes as admin
+from voicebook.api.limits import BodyLimitsMiddleware
+from voicebook.api.security_headers import SecurityHeadersMiddleware
+from voicebook.api.throttle import LoginThrottle, LoginThrottleMiddleware
 from voicebook.booking.reconcile.driver import run_periodically
 from voicebook.booking.tenancy import OfferingCache
 from voicebook.bootstrap import CalendarHandle, booking_policy, database, open_calendar
 from voicebook.db.session import describe_url
-from voicebook.logging import configure_logging
+from voicebook.logging import configure_logging, register_secrets
 from voicebook.settings import Settings, get_settings
 
 log = structlog.get_logger("voicebook.app")
@@ -29,6 +33,7 @@ def create_app(settings: Settings | None = None, *, calendar: CalendarHandle | N
     """Build the app; ``calendar`` lets tests inject a gateway (e.g. the sandbox over ASGITransport)."""
     settings = settings or get_settings()
     configure_logging(settings.log_level, json=settings.log_json)
+    register_secrets(settings.secret_values())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -48,6 +53,9 @@ def create_app(settings: Settings | None = None, *, calendar: CalendarHandle | N
             calcom="sandbox" if handle.sandbox is not None else settings.calcom_base_url,
             duplicate_prevention=settings.duplicate_prevention_enabled,
         )
+        if settings.blank_secrets:
+            names = ", ".join(f"VOICEBOOK_{name.upper()}" for name in settings.blank_secrets)
+            log.warning("settings.blank_secrets", detail=f"{names} set but empty: treated as unset")
         if not settings.duplicate_prevention_enabled:
             log.warning("guards.disabled", detail="duplicate prevention layers 1-3 are OFF; layer 4 stays")
         if settings.retell_api_key is None:
@@ -86,10 +94,31 @@ def create_app(settings: Settings | None = None, *, calendar: CalendarHandle | N
                 await handle.aclose()
             await engine.dispose()
 
-    app = FastAPI(title="voicebook", version=__version__, lifespan=lifespan)
+    docs = settings.api_docs_enabled  # the schema maps every door; public only when asked for
+    app = FastAPI(
+        title="voicebook",
+        version=__version__,
+        lifespan=lifespan,
+        openapi_url="/openapi.json" if docs else None,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+    )
     api_errors.install(app)
+    # Added innermost first: security headers wrap everything, then the body limits, then throttling.
+    app.add_middleware(
+        LoginThrottleMiddleware,
+        throttle=LoginThrottle(settings.login_attempts_per_minute),
+        cookie_name=admin_auth.COOKIE,
+    )
+    app.add_middleware(
+        BodyLimitsMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        read_timeout_seconds=settings.body_read_timeout_seconds,
+    )
+    app.add_middleware(SecurityHeadersMiddleware)
     app.include_router(ops.router)
     app.include_router(retell.router)
     app.include_router(webhooks.router)
     app.include_router(admin.router)
+    app.include_router(assets.router)
     return app

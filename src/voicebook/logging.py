@@ -37,6 +37,7 @@ __all__ = [
     "mask_phone",
     "redact",
     "redact_processor",
+    "register_secrets",
 ]
 
 REDACTED = "[redacted]"
@@ -49,22 +50,33 @@ _SENSITIVE_KEY = re.compile(r"key|secret|token|signature|authorization|password|
 # Retell's X-Retell-Signature: ``v=<ms>,d=<64 hex>``; the ms timestamp would otherwise look like a phone.
 _RETELL_SIGNATURE = re.compile(r"\bv=\d+\s*,\s*d=[0-9a-fA-F]{64}\b")
 _BEARER = re.compile(r"\b(Bearer)\s+[A-Za-z0-9\-._~+/]+=*", re.I)
-# Cal.com keys are ``cal_live_<hex>`` / ``cal_test_<hex>`` (older: ``cal_<hex>``); Retell keys
-# ``key_<...>``. ``call_...`` ids do not match: the prefix is ``cal_``, not ``call_``.
-_API_KEY = re.compile(r"\b(?:cal_(?:live|test)_[A-Za-z0-9]+|cal_[A-Za-z0-9]{16,}|key_[A-Za-z0-9_]{12,})\b")
+# Credentials recognised by their prefix: Cal.com keys ``cal_live_<hex>`` / ``cal_test_<hex>`` (older:
+# ``cal_<hex>``), Retell keys ``key_<...>``, webhook secrets ``whsec_<...>`` (Cal.com, Svix, Stripe),
+# ``sk_``/``rk_`` secret keys. ``call_...`` ids do not match: the prefix is ``cal_``, not ``call_``; nor do
+# names like ``idempotency_key_x`` (no word boundary before ``key_``).
+_API_KEY = re.compile(r"\b(?:whsec|sk|rk|cal_live|cal_test|cal|key)_[A-Za-z0-9][A-Za-z0-9_\-]{5,}")
+# The configured secret values themselves (``register_secrets``): a key without a known prefix, or one
+# pasted where no pattern expects it, is still never written.
+_MIN_SECRET_CHARS = 6
+_configured_secrets: set[str] = set()
+_CONFIGURED: list[re.Pattern[str]] = []
 # A bare 64-hex run in text is an HMAC-SHA256 (Cal.com's X-Cal-Signature-256, a Retell ``d=``).
 _HEX_DIGEST = re.compile(r"\b[0-9a-fA-F]{64}\b")
 
-_EMAIL = re.compile(
-    r"([A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]*@([A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,})"
-)
+# Any letters (``jörg@müller.de``), and hosts without a dot (``anna@localhost``): an address that a
+# stricter pattern misses is written in clear, one masked too eagerly costs nothing.
+# The local part is bounded (RFC 5321: 64 characters) so a long run without "@" is scanned in linear time.
+_EMAIL = re.compile(r"([\w%+\-])[\w.%+\-]{0,63}@([\w\-]+(?:\.[\w\-]+)*)")
 
 # Phone numbers in free text. One scan with two alternatives: ISO-8601 dates/datetimes are matched
 # first and kept as they are, so "2026-12-01T15:00:00+01:00" (eight digits and dashes) is never taken
 # for a phone number; everything else that is a run of 7..15 digits, optionally after "+" (or its
 # URL-encoding "%2B") or "(", with single spaces, dashes, slashes or parentheses between the digits,
-# and not glued to a word, is a phone number. The look-arounds keep digit runs inside identifiers
-# (booking uids, "call_7f3c...", UUIDs, hex digests), decimals, versions and URL path segments intact.
+# and not glued to a word, is a phone number.
+# Dots separate groups too (``0170.9996001``, ``+49.170.9996001``); a dotted run whose first group has a
+# single digit is a decimal (``3.14159265``) and is kept, as are German dates and IPv4 addresses (both
+# matched as "date" alternatives). The look-arounds keep digit runs inside identifiers (booking uids,
+# "call_7f3c...", UUIDs, hex digests), decimals, versions and URL path segments intact.
 _PHONE_OR_DATE = re.compile(
     r"""
     (?P<date>
@@ -73,13 +85,19 @@ _PHONE_OR_DATE = re.compile(
         (?:[T\ ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?)?
         (?:Z|[+-]\d{2}(?::?\d{2})?)?
         (?!\w)
+    |
+        (?<![\w.])\d{1,2}\.\d{1,2}\.\d{4}(?!\w|\.\d)           # 01.12.2026
+    |
+        (?<![\w.+(])(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)   # an IPv4 address; no leading zero, so
+        (?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}     # "030.123.45.67" stays a phone number
+        (?!\w|\.\d)
     )
     |
     (?P<phone>
         (?<![\w+\-./%])
         (?:\+|%2[Bb]|\()?
         \d
-        (?:(?:[\ \-/]|\)\ ?|\ ?\()?\d)+
+        (?:(?:[\ \-/.]|\)\ ?|\ ?\()?\d)+
         (?![\w+]|[.,:/\-]\d)
     )
     """,
@@ -130,6 +148,8 @@ def _mask_phone_match(match: re.Match[str]) -> str:
     digits = sum(ch.isdigit() for ch in text)
     if digits < _MIN_PHONE_DIGITS:
         return text
+    if "." in text and len(text.lstrip("+(").split(".", 1)[0]) < 2:
+        return text  # a decimal number, not a phone number written with dots
     if digits > _MAX_PHONE_DIGITS:
         # Several numbers run together ("0301234567 0307654321"): mask every digit rather than guess
         # where one ends. A single long run without separators is an id, not a phone.
@@ -147,6 +167,8 @@ def _redact_text(text: str) -> str:
         return text
     if "%40" in text or "%2B" in text or "%2b" in text:
         text = _url_decoded(text)  # an e-mail or phone in a query string must not slip past as %40
+    for pattern in _CONFIGURED:
+        text = pattern.sub(REDACTED, text)
     text = _RETELL_SIGNATURE.sub(REDACTED, text)
     text = _BEARER.sub(rf"\1 {REDACTED}", text)
     text = _API_KEY.sub(REDACTED, text)
@@ -186,6 +208,21 @@ def redact(obj: object) -> object:
     if isinstance(obj, bytes | bytearray):
         return _redact_text(bytes(obj).decode("utf-8", "replace"))
     return _redact_text(str(obj))
+
+
+def register_secrets(values: list[str]) -> None:
+    """Make ``redact`` replace these exact values wherever they appear (the configured keys and tokens).
+
+    Called by ``create_app`` with every secret setting; values accumulate for the life of the process
+    (several apps in one test process each add theirs). Values shorter than six characters are skipped:
+    replacing every ``abc`` in every line would make the logs useless and hide nothing worth hiding.
+    """
+    fresh = {v for v in values if len(v) >= _MIN_SECRET_CHARS} - _configured_secrets
+    if not fresh:
+        return
+    _configured_secrets.update(fresh)
+    ordered = sorted(_configured_secrets, key=len, reverse=True)  # the longest first: no half-masked key
+    _CONFIGURED[:] = [re.compile("|".join(re.escape(v) for v in ordered))]
 
 
 def _is_sensitive_key(key: object) -> bool:
@@ -264,6 +301,10 @@ def configure_logging(level: str = "INFO", json: bool = True, stream: IO[str] | 
     root.setLevel(level.upper())
     for name in _HANDED_OVER_LOGGERS:
         logger = logging.getLogger(name)
+        if not logger.handlers and not logger.propagate:
+            # Switched off on purpose (``uvicorn.run(access_log=False)`` in ``voicebook serve`` does this
+            # to ``uvicorn.access``): handing it over would turn the access log back on.
+            continue
         logger.handlers.clear()
         logger.propagate = True
     # httpx logs every request URL at INFO; our Cal.com client logs its own low-cardinality events.

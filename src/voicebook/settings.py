@@ -7,8 +7,16 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _ASYNC_DRIVERS = {
@@ -31,6 +39,16 @@ def to_async_url(url: str) -> str:
     if not sep:
         raise ValueError(f"not a database URL: {url!r}")
     return f"{_ASYNC_DRIVERS.get(scheme, scheme)}://{rest}"
+
+
+# Secrets whose empty value must mean "unset": an empty HMAC key is a key anyone can sign with.
+SECRET_FIELDS = ("retell_api_key", "calcom_webhook_secret", "admin_token", "calcom_api_key")
+
+
+def _is_blank(value: object) -> bool:
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    return isinstance(value, str) and not value.strip()
 
 
 class Settings(BaseSettings):
@@ -64,6 +82,33 @@ class Settings(BaseSettings):
     sandbox_webhook_url: str | None = None
     log_level: str = "INFO"
     log_json: bool = True
+    # Limits (docs/LIMITS.md): what one client can make the server hold or read.
+    api_docs_enabled: bool = False
+    max_body_bytes: int = Field(default=262_144, ge=1024, le=64 * 1024 * 1024)
+    max_json_depth: int = Field(default=32, ge=2, le=256)
+    body_read_timeout_seconds: float = Field(default=15.0, gt=0, le=600)
+    header_read_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
+    keep_alive_timeout_seconds: int = Field(default=5, ge=1, le=600)
+    max_connections: int = Field(default=1000, ge=1, le=100_000)
+    max_header_bytes: int = Field(default=16_384, ge=1024, le=1024 * 1024)
+    login_attempts_per_minute: int = Field(default=10, ge=1, le=10_000)
+
+    _blank_secrets: tuple[str, ...] = PrivateAttr(default=())
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _blank_secret_is_unset(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Settings:
+        # ``VOICEBOOK_CALCOM_WEBHOOK_SECRET=`` in a .env must close the door, not sign with b"".
+        blank: list[str] = []
+        if isinstance(data, dict):
+            data = dict(data)
+            for name in SECRET_FIELDS:
+                if _is_blank(data.get(name)):
+                    data[name] = None
+                    blank.append(name)
+        settings: Settings = handler(data)
+        settings._blank_secrets = tuple(blank)
+        return settings
 
     @field_validator("database_url")
     @classmethod
@@ -89,6 +134,20 @@ class Settings(BaseSettings):
     @property
     def uses_sandbox(self) -> bool:
         return self.calcom_api_key is None
+
+    @property
+    def blank_secrets(self) -> tuple[str, ...]:
+        """The secret settings that were given but empty (and so count as unset), for the start-up line."""
+        return self._blank_secrets
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret in clear text, so that log redaction can recognise it anywhere."""
+        values: list[str] = []
+        for name in SECRET_FIELDS:
+            secret = getattr(self, name)
+            if isinstance(secret, SecretStr) and secret.get_secret_value().strip():
+                values.append(secret.get_secret_value())
+        return values
 
 
 @lru_cache

@@ -55,12 +55,11 @@ class Env:
 
 @asynccontextmanager
 async def running_service(db_url: str, **overrides: Any) -> AsyncIterator[Env]:
+    secrets = {"retell_api_key": SecretStr(RETELL_KEY), "calcom_webhook_secret": SecretStr(CALCOM_SECRET)}
     settings = Settings(
         database_url=db_url,
-        retell_api_key=SecretStr(RETELL_KEY),
-        calcom_webhook_secret=SecretStr(CALCOM_SECRET),
         _env_file=None,  # type: ignore[call-arg]
-        **overrides,
+        **{**secrets, **overrides},
     )
     engine = make_engine(db_url)
     sessionmaker = make_sessionmaker(engine)

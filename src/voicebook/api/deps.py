@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -11,6 +10,7 @@ import structlog
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from voicebook.api.limits import loads_object
 from voicebook.booking.policy import BookingPolicy
 from voicebook.booking.ports import CalendarGateway
 from voicebook.booking.tenancy import OfferingCache
@@ -59,16 +59,6 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def _json_object(raw: bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise HTTPException(status_code=400, detail="body is not JSON") from None
-    if not isinstance(data, dict):
-        raise HTTPException(status_code=400, detail="body is not a JSON object")
-    return data
-
-
 async def verified_calcom_body(request: Request) -> SignedBody:
     """Check ``X-Cal-Signature-256`` over the raw bytes with the configured secret, then parse."""
     settings: Settings = request.app.state.settings
@@ -80,7 +70,7 @@ async def verified_calcom_body(request: Request) -> SignedBody:
     if not signature_matches(raw, request.headers.get("x-cal-signature-256"), secret.get_secret_value()):
         log.warning("calcom.signature_rejected")
         raise HTTPException(status_code=401)
-    return SignedBody(raw, _json_object(raw))
+    return SignedBody(raw, loads_object(raw, settings.max_json_depth))
 
 
 async def verified_retell_body(request: Request) -> SignedBody:
@@ -94,7 +84,7 @@ async def verified_retell_body(request: Request) -> SignedBody:
     elif not settings.retell_insecure_dev_mode:
         log.warning("retell.unsigned_refused", path=request.url.path)
         raise HTTPException(status_code=401)
-    return SignedBody(raw, _json_object(raw))
+    return SignedBody(raw, loads_object(raw, settings.max_json_depth))
 
 
 def get_offerings(request: Request) -> OfferingCache:

@@ -30,6 +30,7 @@ from voicebook.errors import InvariantViolated
 from voicebook.retell import arguments, messages
 from voicebook.retell.errors import ArgumentError
 from voicebook.retell.schemas import split_function_body
+from voicebook.retell.webhook_limits import call_fits
 
 log = structlog.get_logger("voicebook.api")
 # Each below its tool's timeout_ms in deploy/retell/tools.json, so Retell hears our answer, not a timeout.
@@ -152,7 +153,7 @@ async def _answer(
             AnswerStatus.NOT_FOUND, messages.invalid_input(ArgumentError("name", "unknown_function"), None)
         )
     args, call = split_function_body(body, header_call_id)
-    if call is None:
+    if call is None or not call_fits(call):
         return _plain(
             AnswerStatus.INVALID_INPUT, messages.invalid_input(ArgumentError("call_id", "missing"), None)
         )

@@ -9,8 +9,9 @@ from pydantic import ValidationError
 from voicebook.api.deps import CalcomBody, RetellBody, SessionDep
 from voicebook.booking.calendar_sync import apply_calendar_change
 from voicebook.booking.call_events import CallFacts, apply_call_event
+from voicebook.calcom import webhook_limits
 from voicebook.calcom.webhooks import parse_change
-from voicebook.retell.schemas import WebhookBody
+from voicebook.retell.webhook_limits import BoundedWebhookBody
 
 router = APIRouter(tags=["webhooks"])
 log = structlog.get_logger("voicebook.api")
@@ -21,12 +22,15 @@ log = structlog.get_logger("voicebook.api")
     status_code=204,
     response_class=Response,
     summary="Retell call events (call_started, call_ended, call_analyzed)",
-    responses={401: {"description": "bad or missing signature"}},
+    responses={400: {"description": "malformed body"}, 401: {"description": "bad or missing signature"}},
 )
 async def retell_webhook(body: RetellBody, session: SessionDep) -> Response:
     try:
-        parsed = WebhookBody.model_validate(body.data)
-    except ValidationError:
+        parsed = BoundedWebhookBody.model_validate(body.data)
+    except ValidationError as exc:
+        # Field paths only: the values are the caller's and may be personal data.
+        problems = sorted({".".join(str(part) for part in e["loc"]) for e in exc.errors()})[:5]
+        log.warning("retell.webhook_malformed", problems=problems)
         raise HTTPException(status_code=400, detail="not a Retell webhook body") from None
     call = parsed.call
     analysis = call.call_analysis
@@ -52,9 +56,13 @@ async def retell_webhook(body: RetellBody, session: SessionDep) -> Response:
     "/calcom/webhook",
     status_code=200,
     summary="Cal.com booking events (X-Cal-Signature-256 checked)",
-    responses={401: {"description": "bad or missing signature"}},
+    responses={400: {"description": "malformed body"}, 401: {"description": "bad or missing signature"}},
 )
 async def calcom_webhook(body: CalcomBody, session: SessionDep) -> dict[str, str]:
+    problem = webhook_limits.problem(body.data)
+    if problem is not None:
+        log.warning("calcom.webhook_malformed", problem=problem)
+        raise HTTPException(status_code=400, detail=f"malformed Cal.com webhook: {problem}")
     action = await apply_calendar_change(session, parse_change(body.data))
     log.info("calcom.webhook", trigger=str(body.data.get("triggerEvent"))[:64], action=action)
     return {"status": action}

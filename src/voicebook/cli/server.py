@@ -39,6 +39,8 @@ def serve(
         f"voicebook {__version__} on http://{host}:{port} ({workers} worker{plural}); Cal.com: {calcom}",
         err=True,
     )
+    from voicebook.api.server_limits import uvicorn_options
+
     uvicorn.run(
         "voicebook.app:create_app",
         factory=True,
@@ -47,4 +49,5 @@ def serve(
         workers=workers,
         log_config=None,
         access_log=False,
+        **uvicorn_options(settings),
     )

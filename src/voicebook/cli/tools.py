@@ -17,7 +17,10 @@ def sandbox(
     state_file: Annotated[
         Path | None, typer.Option(help="JSON file that keeps the state across restarts.")
     ] = None,
-    control: Annotated[bool, typer.Option(help="Enable the /_sandbox control API.")] = True,
+    control: Annotated[
+        bool | None,
+        typer.Option(help="Enable the unauthenticated /_sandbox control API [default: off, or the setting]."),
+    ] = None,
     tenants: Annotated[Path | None, typer.Option(help="Tenants YAML: an event type per service.")] = None,
 ) -> None:
     """Run the Cal.com v2 sandbox as a stand-alone HTTP server."""
@@ -46,7 +49,7 @@ def sandbox(
         host,
         port,
         state_file,
-        control,
+        settings.sandbox_control_enabled if control is None else control,
         *event_types,
         log_config=None,
         webhook_url=settings.sandbox_webhook_url,

@@ -1,7 +1,7 @@
 """The operator's page in one read: the hourly chart series, today's calls and appointments, recent events.
 
 "Today" is the calendar day in each company's own time zone. Grouping by hour is done in Python (see
-``voicebook.booking.report`` for why), and personal data is masked here, as in ``report_figures``.
+``voicebook.reporting`` for why), and personal data is masked here, as in ``reporting.figures``.
 """
 
 from __future__ import annotations

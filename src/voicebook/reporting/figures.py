@@ -1,7 +1,7 @@
 """Booking health figures for a time window, and the attempts stuck right now.
 
 ``voicebook report``, ``GET /api/summary`` and the admin page's 24-hour tiles all read ``figures``;
-``GET /api/attempts/stuck`` reads ``stuck_attempts``. See ``voicebook.booking.report`` for why these are
+``GET /api/attempts/stuck`` reads ``stuck_attempts``. See ``voicebook.reporting`` for why these are
 computed from the database alone.
 """
 

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Final
 
 from fastapi import Depends, HTTPException, Request, status
 
+from voicebook.api.parsing import parse_issued
 from voicebook.settings import Settings
 
 COOKIE: Final = "voicebook_admin"
@@ -51,10 +52,10 @@ def session_cookie(token: str, issued: int | None = None) -> str:
 
 
 def _valid_cookie(token: str, value: str) -> bool:
-    issued_text, _, mac = value.partition(".")
-    if not issued_text.isdigit():
+    issued = parse_issued(value)
+    if issued is None:
         return False
-    issued = int(issued_text)
+    mac = value.partition(".")[2]
     if not -60 <= time.time() - issued <= SESSION_SECONDS:
         return False
     return hmac.compare_digest(mac.encode(), _session_mac(token, issued).encode())

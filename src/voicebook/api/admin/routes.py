@@ -18,7 +18,6 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -39,6 +38,8 @@ from voicebook.api.admin.auth import (
 from voicebook.api.admin.chart import build_chart
 from voicebook.api.admin.language import DATETIME_FORMAT, TEXT, pick_language
 from voicebook.api.deps import SessionDep
+from voicebook.api.params import CompanyId, OlderThanSeconds, WindowMoment
+from voicebook.api.parsing import parse_form
 from voicebook.reporting import dashboard, figures
 
 router = APIRouter(tags=["admin"])
@@ -105,12 +106,14 @@ async def admin_page(request: Request, session: SessionDep) -> HTMLResponse:
 )
 async def admin_login(request: Request) -> Response:
     # Parsed by hand: an urlencoded form with one field does not justify python-multipart.
-    form = parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=10)
-    lang = pick_language(form.get("lang", [""])[0] or None, request.headers.get("accept-language"))
+    form = parse_form(await request.body())
+    lang = pick_language((form or {}).get("lang") or None, request.headers.get("accept-language"))
     token = admin_token(request)
-    given = (form.get("token") or [""])[0].strip()
     if token is None:
         return _login_page(request, lang, Access.DISABLED)
+    if form is None:
+        return _login_page(request, lang, Access.DENIED, error=True)
+    given = form.get("token", "").strip()
     if not hmac.compare_digest(given.encode(), token.encode()):
         return _login_page(request, lang, Access.DENIED, error=True)
     response = RedirectResponse(f"/admin?lang={lang}", status_code=303)
@@ -195,9 +198,11 @@ def _stuck_out(s: figures.StuckAttempt) -> StuckAttemptOut:
 async def api_summary(
     _: AdminAccess,
     session: SessionDep,
-    since: Annotated[datetime | None, Query(description="window start, ISO-8601 (UTC if no offset)")] = None,
-    until: Annotated[datetime | None, Query(description="window end (exclusive), default now")] = None,
-    company_id: Annotated[int | None, Query()] = None,
+    since: Annotated[
+        WindowMoment | None, Query(description="window start, ISO-8601 (UTC if no offset)")
+    ] = None,
+    until: Annotated[WindowMoment | None, Query(description="window end (exclusive), default now")] = None,
+    company_id: Annotated[CompanyId | None, Query()] = None,
 ) -> SummaryOut:
     end = _aware(until) if until else datetime.now(UTC)
     start = _aware(since) if since else end - timedelta(hours=24)
@@ -249,7 +254,7 @@ async def api_guard_events(
 async def api_stuck_attempts(
     _: AdminAccess,
     session: SessionDep,
-    older_than_seconds: Annotated[float, Query(ge=0)] = figures.DEFAULT_STUCK_AFTER.total_seconds(),
+    older_than_seconds: Annotated[OlderThanSeconds, Query()] = figures.DEFAULT_STUCK_AFTER.total_seconds(),
 ) -> list[StuckAttemptOut]:
     stuck = await figures.stuck_attempts(session, older_than=timedelta(seconds=older_than_seconds))
     return [_stuck_out(s) for s in stuck]

@@ -4,7 +4,7 @@ A claim sets ``lease_until`` / ``lease_owner`` and the flow lock ``locked_until`
 PostgreSQL and MariaDB it is ``SELECT ... FOR UPDATE SKIP LOCKED`` plus the lease UPDATE in one
 transaction, so concurrent reconcilers pass each other instead of queueing; on SQLite (one writer at a
 time) it is an UPDATE guarded by "lease free", whose rowcount says who won. See
-``voicebook.booking.reconciler`` for the whole design.
+``voicebook.booking.reconcile`` for the whole design.
 """
 
 from __future__ import annotations

@@ -1,0 +1,165 @@
+"""Request limits enforced before a route sees the request: body size, body read time, JSON depth.
+
+Why a pure ASGI middleware and not a dependency: a dependency runs after Starlette has been asked for the
+body, and ``await request.body()`` reads it whole, so a 10 MB body would already sit in memory before any
+check. Here ``Content-Length`` is checked before the first byte of the body is read, and a chunked body is
+counted while it streams in, so no route ever holds more than ``VOICEBOOK_MAX_BODY_BYTES``.
+
+The body read timeout is a deadline for the *whole* body (not per chunk), so a client trickling one byte
+every few seconds cannot hold a worker's request slot for ever. Header read time and idle keep-alive are the
+server's (``voicebook.api.server_limits``), because an ASGI app only sees a request once its headers are in.
+
+``loads_object`` is the one JSON parser for request bodies from outside: it refuses nesting deeper than
+``VOICEBOOK_MAX_JSON_DEPTH`` *before* parsing (``json.loads`` recurses and 100 000 ``[`` end in a
+RecursionError, i.e. a 500), and answers every malformed body with ``BodyError`` (a 400).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from typing import Any, Final
+
+import structlog
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["BodyError", "BodyLimitsMiddleware", "json_depth", "loads_object"]
+
+log = structlog.get_logger("voicebook.api")
+
+# One left-to-right scan over tokens that matter: a string (to its closing quote, or to the end of the
+# input when it has none, so an unterminated string is never rescanned from each of its quotes: linear
+# time on any input) or a bracket.
+_TOKENS: Final = re.compile(rb'"(?:[^"\\]+|\\.)*"?|[\[\]{}]', re.S)
+
+
+class BodyError(HTTPException):
+    """A request body we will not read or parse; an HTTPException so routes answer it as a 4xx."""
+
+
+def json_depth(raw: bytes, stop_at: int | None = None) -> int:
+    """The deepest bracket nesting in ``raw``, ignoring brackets inside strings; never recurses.
+
+    Linear in the size of the body, whatever it holds; stops once ``stop_at`` is passed (enough to refuse).
+    """
+    depth = deepest = 0
+    for match in _TOKENS.finditer(raw):
+        token = match.group()
+        if token.startswith(b'"'):
+            continue
+        if token in (b"[", b"{"):
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if stop_at is not None and deepest > stop_at:
+                    return deepest
+        else:
+            depth -= 1
+    return deepest
+
+
+def loads_object(raw: bytes, max_depth: int) -> dict[str, Any]:
+    """Parse a request body that must be a JSON object no deeper than ``max_depth``; 400 otherwise."""
+    if json_depth(raw, stop_at=max_depth) > max_depth:
+        raise BodyError(400, f"JSON nested deeper than {max_depth} levels")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise BodyError(400, "body is not JSON") from None
+    if not isinstance(data, dict):
+        raise BodyError(400, "body is not a JSON object")
+    return data
+
+
+def _json_response(status: int, detail: str) -> tuple[Message, Message]:
+    body = json.dumps({"detail": detail}).encode()
+    start: Message = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+        ],
+    }
+    return start, {"type": "http.response.body", "body": body}
+
+
+class BodyLimitsMiddleware:
+    """Refuse bodies over ``max_body_bytes`` (413) and bodies not complete within ``read_timeout`` (408)."""
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, read_timeout_seconds: float) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.read_timeout_seconds = read_timeout_seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = self._declared_length(scope)
+        if declared == "malformed":
+            await self._refuse(send, 400, "malformed Content-Length")
+            return
+        if isinstance(declared, int) and declared > self.max_body_bytes:
+            log.warning("http.body_too_large", path=scope.get("path"), declared=declared)
+            await self._refuse(send, 413, f"request body larger than {self.max_body_bytes} bytes")
+            return
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.read_timeout_seconds
+        received = 0
+        body_done = False
+        response_started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received, body_done
+            if body_done:
+                return await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                log.warning("http.body_timeout", path=scope.get("path"), received=received)
+                raise BodyError(408, "request body not received in time", {"Connection": "close"}) from None
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    log.warning("http.body_too_large", path=scope.get("path"), received=received)
+                    raise BodyError(413, f"request body larger than {self.max_body_bytes} bytes")
+                body_done = not message.get("more_body", False)
+            else:
+                body_done = True
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except BodyError as exc:
+            # Raised from receive() inside code that is not a route (or a route that let it through).
+            if response_started:
+                raise
+            await self._refuse(send, exc.status_code, exc.detail)
+
+    @staticmethod
+    def _declared_length(scope: Scope) -> int | str | None:
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                text = value.strip()
+                if not text or len(text) > 20 or not text.isdigit() or not text.isascii():
+                    return "malformed"
+                return int(text)
+        return None
+
+    @staticmethod
+    async def _refuse(send: Send, status: int, detail: str) -> None:
+        start, body = _json_response(status, detail)
+        await send(start)
+        await send(body)

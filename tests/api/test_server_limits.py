@@ -1,0 +1,143 @@
+"""The server's connection limits against bounded slow clients, over real sockets to a real uvicorn.
+
+Small limits (half-second timeouts, a cap of a few connections) keep the test short; the defaults are the
+same code with larger numbers. After every attack the server must still answer ``/healthz``.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from tests.api.live import live_server
+
+from voicebook.api.server_limits import HeaderTimeoutProtocol, uvicorn_options
+from voicebook.settings import Settings
+
+TIMEOUT = 0.5
+
+
+class FastHeaderTimeout(HeaderTimeoutProtocol):
+    header_timeout = TIMEOUT
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    db = Path(tmp_path_factory.mktemp("limits")) / "limits.db"
+    settings = Settings(
+        database_url=f"sqlite:///{db}",
+        reconcile_interval_seconds=0,
+        body_read_timeout_seconds=TIMEOUT,
+        keep_alive_timeout_seconds=1,
+        max_connections=8,
+        max_header_bytes=4096,
+        _env_file=None,  # type: ignore[call-arg]
+    )
+    with live_server(settings, **{**uvicorn_options(settings), "http": FastHeaderTimeout}) as base:
+        yield base
+
+
+def _connect(base: str) -> socket.socket:
+    host, port = base.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=5)
+    return sock
+
+
+def _closed_within(sock: socket.socket, seconds: float) -> tuple[bool, bytes]:
+    """Read until the server closes; True when it did within ``seconds``."""
+    sock.settimeout(seconds)
+    received = b""
+    try:
+        while chunk := sock.recv(4096):
+            received += chunk
+    except TimeoutError:
+        return False, received
+    except ConnectionResetError:
+        pass
+    return True, received
+
+
+def _healthy(base: str) -> None:
+    assert httpx.get(f"{base}/healthz", timeout=5).status_code == 200
+
+
+def test_half_sent_headers_are_closed_after_the_header_timeout(server: str) -> None:
+    clients = [_connect(server) for _ in range(6)]
+    for sock in clients:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+    started = time.monotonic()
+    for sock in clients:
+        closed, _ = _closed_within(sock, 5)
+        assert closed
+        sock.close()
+    assert time.monotonic() - started < 3
+    _healthy(server)
+
+
+def test_trickled_headers_do_not_reset_the_timer(server: str) -> None:
+    sock = _connect(server)
+    sock.sendall(b"GET /healthz HTTP/1.1\r\n")
+    started = time.monotonic()
+    try:
+        while time.monotonic() - started < 5:
+            sock.sendall(b"X-A: b\r\n")
+            time.sleep(0.1)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    assert time.monotonic() - started < 3
+    sock.close()
+    _healthy(server)
+
+
+def test_slow_bodies_get_408_and_are_closed(server: str) -> None:
+    clients = [_connect(server) for _ in range(6)]
+    for sock in clients:
+        sock.sendall(b'POST /retell/webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{"event":')
+    for sock in clients:
+        closed, answer = _closed_within(sock, 5)
+        assert closed
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:80]
+        sock.close()
+    _healthy(server)
+
+
+def test_an_oversized_request_head_is_refused(server: str) -> None:
+    sock = _connect(server)
+    # Still incomplete past max_header_bytes: refused at once, not buffered until the header timeout.
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 10_000)
+    started = time.monotonic()
+    closed, answer = _closed_within(sock, 5)
+    assert closed
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:80]  # uvicorn: "Invalid HTTP request received."
+    assert time.monotonic() - started < TIMEOUT
+    sock.close()
+    _healthy(server)
+
+
+def test_connections_beyond_the_cap_get_503_until_the_slow_ones_are_gone(server: str) -> None:
+    hogs = [_connect(server) for _ in range(8)]
+    for sock in hogs:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+    time.sleep(0.1)
+    refused = httpx.get(f"{server}/healthz", timeout=5)
+    assert refused.status_code == 503
+    for sock in hogs:
+        assert _closed_within(sock, 5)[0]
+        sock.close()
+    _healthy(server)
+
+
+def test_keep_alive_connections_are_closed_when_idle(server: str) -> None:
+    sock = _connect(server)
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    sock.settimeout(5)
+    assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+    started = time.monotonic()
+    closed, _ = _closed_within(sock, 5)
+    assert closed
+    assert time.monotonic() - started < 3
+    sock.close()

@@ -1,0 +1,146 @@
+"""Property: personal data and secrets written inside free text never survive ``redact()``.
+
+Hypothesis builds e-mail addresses (internationalised, hosts without a dot), phone numbers in the ways
+people write them (dots, spaces, dashes, parentheses, with or without +country), prefixed tokens and
+configured secret values, puts them between words, and checks what comes out: the address's mailbox, all
+but eight of the phone's digits (``mask_phone`` keeps six characters in front and two at the end) and the
+whole token are gone.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from voicebook.logging import REDACTED, redact, register_secrets
+
+LETTERS = "abcdefghijklmnopqrstuvwxyzäöüßéñø"
+ALNUM = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+CONFIGURED = "Zq8-v3ryPrivateAdminToken"
+
+words = st.text(alphabet="abcdefghijklmnopqrstuvwxyz", min_size=1, max_size=8)
+filler = st.lists(words, min_size=0, max_size=4).map(" ".join)
+glue = st.sampled_from([" ", ": ", " (", ", ", " = ", "\n", " <"])
+tail = st.sampled_from(["", " ", ".", ")", ",", ">", "\n", "!"])
+
+
+@st.composite
+def emails(draw: st.DrawFn) -> str:
+    local = draw(st.text(alphabet=LETTERS + "0123456789._+-", min_size=2, max_size=12))
+    local = draw(st.sampled_from(LETTERS)) + local.strip(".")  # a mailbox starts with a letter here
+    labels = draw(
+        st.lists(st.text(alphabet=LETTERS + "0123456789-", min_size=1, max_size=10), min_size=1, max_size=3)
+    )
+    labels = [label.strip("-") or "x" for label in labels]
+    return f"{local}@{'.'.join(labels)}"
+
+
+@st.composite
+def phones(draw: st.DrawFn) -> str:
+    national = draw(st.sampled_from("123456789")) + draw(
+        st.text(alphabet="0123456789", min_size=8, max_size=10)
+    )
+    # Groups of two digits or more, as people write them (a lone digit between dots reads as a version).
+    cuts = sorted(draw(st.sets(st.sampled_from(range(2, len(national) - 1, 2)), min_size=1, max_size=3)))
+    groups = [national[a:b] for a, b in zip([0, *cuts], [*cuts, len(national)], strict=True)]
+    separator = draw(st.sampled_from([".", " ", "-", "/"]))
+    style = draw(st.sampled_from(["plain", "plus", "parens"]))
+    if style == "plus":
+        return "+49" + separator + separator.join(groups)
+    if style == "parens":
+        return f"(0{groups[0]}) " + separator.join(groups[1:])
+    return "0" + separator.join(groups)
+
+
+@st.composite
+def tokens(draw: st.DrawFn) -> str:
+    prefix = draw(
+        st.sampled_from(["whsec_", "cal_live_", "cal_test_", "cal_", "key_", "sk_live_", "sk_test_", "sk_"])
+    )
+    body = draw(st.text(alphabet=ALNUM, min_size=8, max_size=40))
+    return prefix + body
+
+
+@settings(max_examples=300, deadline=None)
+@given(before=filler, sep1=glue, email=emails(), after=filler, end=tail)
+def test_emails_in_free_text_lose_their_mailbox(
+    before: str, sep1: str, email: str, after: str, end: str
+) -> None:
+    out = redact(f"{before}{sep1}{email}{end} {after}")
+    local = email.partition("@")[0]
+    assert email not in out
+    assert f"{local[0]}***@" in out
+
+
+@settings(max_examples=300, deadline=None)
+@given(before=filler, sep1=glue, phone=phones(), after=filler, end=tail)
+def test_phone_numbers_in_free_text_lose_their_subscriber_digits(
+    before: str, sep1: str, phone: str, after: str, end: str
+) -> None:
+    out = redact(f"{before}{sep1}{phone}{end} {after}")
+    assert phone not in out
+    # mask_phone keeps at most six characters in front and two at the end; the filler has no digits.
+    assert len(re.sub(r"\D", "", out)) <= 8
+    assert "*" in out
+
+
+@settings(max_examples=300, deadline=None)
+@given(before=filler, sep1=glue, token=tokens(), after=filler, end=tail)
+def test_prefixed_secrets_in_free_text_are_dropped_whole(
+    before: str, sep1: str, token: str, after: str, end: str
+) -> None:
+    out = redact(f"{before}{sep1}{token}{end} {after}")
+    assert out == f"{before}{sep1}{REDACTED}{end} {after}"
+
+
+@settings(max_examples=100, deadline=None)
+@given(before=filler, after=filler, sep1=glue, end=tail)
+def test_configured_secret_values_are_dropped_wherever_they_appear(
+    before: str, after: str, sep1: str, end: str
+) -> None:
+    register_secrets([CONFIGURED])
+    out = redact(f"{before}{sep1}{CONFIGURED}{end}{after}")
+    assert CONFIGURED not in out
+    assert REDACTED in out
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "jörg@müller.de",
+        "anna@localhost",
+        "0170.9996001",
+        "+49.170.9996001",
+        "(0170) 999-6001",
+        "whsec_c2VjcmV0LXNpZ25pbmcta2V5",
+        "cal_live_0123456789abcdef",
+        "key_3f2a1b4c5d6e7f80",
+    ],
+)
+def test_the_cases_named_in_issue_14(text: str) -> None:
+    out = redact(f"Hinweis: {text} bitte")
+    assert text not in out
+
+
+def test_masking_still_leaves_ids_dates_and_numbers_alone() -> None:
+    for text in (
+        "call_7f3c9a2b1d", "2026-12-01T15:00:00+01:00", "am 01.12.2026", "192.168.100.200",
+        "3.14159265", "v1.2.3", "idempotency_key_abc123def456", "task_queue_items",
+    ):  # fmt: skip
+        assert redact(text) == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["a" * 50_000 + " @", "a." * 25_000 + "@", "1 " * 25_000, "1-" * 25_000, "+" + "1(" * 25_000],
+    ids=["word-run", "dotted-run", "spaced-digits", "dashed-digits", "parenthesised-digits"],
+)
+def test_redaction_is_linear_on_hostile_text(text: str) -> None:
+    import time
+
+    started = time.perf_counter()
+    redact(text)
+    assert time.perf_counter() - started < 2.0
