@@ -1,12 +1,11 @@
 """Range checks for a (signature-checked) Cal.com webhook body, before anything touches the database.
 
-``calcom.webhooks.parse_change`` reads the fields it uses leniently and ignores what it cannot use, which
-is right for the *shape* (Cal.com adds fields and triggers; an unknown trigger is acknowledged with 2xx). Values
-that are the right type but out of range, though, reached the database and made it raise: a NUL byte in a
-string (PostgreSQL refuses it in text), an ``eventTypeId`` past 64 bits, a ``startTime`` at year 1 with an
-offset (``datetime`` overflows converting it to UTC), a ``uid`` longer than its column. ``problem`` names
-the first such value so the endpoint can answer a clear 400; None means the body may be applied.
-"""
+``calcom.webhooks.parse_change`` reads the fields it uses leniently and ignores what it cannot use, which is
+right for the *shape* (Cal.com adds fields and triggers; an unknown trigger is acknowledged with 2xx).
+Values that are the right type but out of range, though, reached the database and made it raise: a NUL byte
+in a string (PostgreSQL refuses it in text), an ``eventTypeId`` past 64 bits, a ``startTime`` at year 1 with
+an offset (``datetime`` overflows converting it to UTC), a ``uid`` longer than its column. ``problem`` names
+the first such value so the endpoint can answer a clear 400; None means the body may be applied."""
 
 from __future__ import annotations
 
