@@ -144,6 +144,9 @@ async def _verdicts(sm: Sm) -> list[str]:
         return list(rows.scalars())
 
 
+GRACE_PASSED = timedelta(minutes=16)  # the reconciler's default orphan grace is 15 minutes
+
+
 async def _once(sm: Sm, cal: FakeCalendar, owner: str = "worker-a", **kw: float) -> ReconcileSummary:
     return await reconciler.reconcile_once(sm, cal, POLICY, owner=owner, **kw)  # type: ignore[arg-type]
 
@@ -250,7 +253,7 @@ class TestOrphans:
     async def test_orphan_of_failed_attempt_is_cancelled_exactly_once(self, sessionmaker: Sm) -> None:
         ts = await make_tenant(sessionmaker)
         cal = CountingCalendar()
-        attempt = await _attempt(sessionmaker, ts, state="failed")
+        attempt = await _attempt(sessionmaker, ts, state="failed", updated_ago=GRACE_PASSED)
         orphan = _upstream(cal, attempt)
         first = await asyncio.gather(
             _once(sessionmaker, cal, "worker-a"), _once(sessionmaker, cal, "worker-b")
@@ -264,13 +267,32 @@ class TestOrphans:
         assert (await _state(sessionmaker, attempt)).orphan_cancelled_at is not None
         assert await _verdicts(sessionmaker) == ["orphan_cancelled"]
 
+    async def test_a_recent_failure_is_not_an_orphan_while_a_retry_could_still_claim_it(
+        self, sessionmaker: Sm
+    ) -> None:
+        ts = await make_tenant(sessionmaker)
+        cal = CountingCalendar()
+        attempt = await _attempt(sessionmaker, ts, state="failed", updated_ago=timedelta(minutes=14))
+        _upstream(cal, attempt)
+        summary = await _once(sessionmaker, cal)
+        assert (summary.orphans_cancelled, cal.cancels, cal.lookups) == (0, [], 0)
+        summary = await _once(sessionmaker, cal, orphan_grace_seconds=13 * 60)
+        assert summary.orphans_cancelled == 1
+
     async def test_foreign_booking_of_rejected_attempt_is_never_cancelled(self, sessionmaker: Sm) -> None:
         ts = await make_tenant(sessionmaker)
         cal = CountingCalendar()
         foreign_with_ids = _upstream(cal, None, metadata={"call_id": "call_686", "attempt_id": "0" * 32})
         foreign_bare = _upstream(cal, None, start=START + timedelta(minutes=30), metadata={})
-        await _attempt(sessionmaker, ts, state="rejected", uid=foreign_with_ids.uid)
-        await _attempt(sessionmaker, ts, state="rejected", call_id="call_687b", uid=foreign_bare.uid)
+        await _attempt(sessionmaker, ts, state="rejected", uid=foreign_with_ids.uid, updated_ago=GRACE_PASSED)
+        await _attempt(
+            sessionmaker,
+            ts,
+            state="rejected",
+            call_id="call_687b",
+            uid=foreign_bare.uid,
+            updated_ago=GRACE_PASSED,
+        )
         for _ in range(2):
             summary = await _once(sessionmaker, cal)
             assert summary.orphans_cancelled == 0
@@ -280,7 +302,7 @@ class TestOrphans:
     async def test_orphan_with_a_local_appointment_is_kept(self, sessionmaker: Sm) -> None:
         ts = await make_tenant(sessionmaker)
         cal = CountingCalendar()
-        attempt = await _attempt(sessionmaker, ts, state="failed")
+        attempt = await _attempt(sessionmaker, ts, state="failed", updated_ago=GRACE_PASSED)
         booking = _upstream(cal, attempt)
         async with sessionmaker() as session, session.begin():
             session.add(

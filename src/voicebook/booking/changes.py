@@ -532,7 +532,7 @@ async def apply_cancelled(
         await session.execute(
             update(Appointment)
             .where(Appointment.id == attempt.appointment_id)
-            .values(status=AppointmentStatus.CANCELLED, updated_at=now, **_release())
+            .values(status=AppointmentStatus.CANCELLED, updated_at=now, synced_at=now, **_release())
             .execution_options(synchronize_session=False)
         )
         await _settle(session, attempt, AttemptState.RECORDED, now, answer)
@@ -581,6 +581,7 @@ async def apply_moved(
                 end_at=moved_to.end,
                 status=AppointmentStatus.BOOKED,
                 updated_at=now,
+                synced_at=now,
                 **_release(),
             )
             .execution_options(synchronize_session=False)
@@ -598,7 +599,7 @@ async def apply_gone(sessionmaker: Sessionmaker, attempt: Attempt, now: datetime
         await session.execute(
             update(Appointment)
             .where(Appointment.id == attempt.appointment_id)
-            .values(status=AppointmentStatus.CANCELLED, updated_at=now, **_release())
+            .values(status=AppointmentStatus.CANCELLED, updated_at=now, synced_at=now, **_release())
             .execution_options(synchronize_session=False)
         )
         await _settle(session, attempt, AttemptState.FAILED, now, answer)

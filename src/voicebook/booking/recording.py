@@ -168,6 +168,7 @@ async def record_booking(
                 attendee_email=attempt.attendee_email,
                 created_at=now,
                 updated_at=now,
+                synced_at=now,  # written from Cal.com's own answer: in step as of now
             )
             session.add(appointment)
             await session.flush()

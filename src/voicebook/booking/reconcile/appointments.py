@@ -2,7 +2,8 @@
 
 Bookings change in Cal.com itself too (the business cancels one in its calendar, a webhook is lost, a
 booking is restored). Each pass compares a few upcoming appointments with Cal.com, least recently compared
-first (``synced_at``), and converges the local row, each change one ``guard_events`` row:
+first (``synced_at``; an appointment written from Cal.com's own answer counts as compared then, and none is
+compared again within ``resync_after``), and converges the local row, each change one ``guard_events`` row:
 
 - Cal.com's booking is cancelled and was moved (``rescheduledToUid``): the appointment follows it to the
   new uid and time (``appointment_moved``);
@@ -17,7 +18,7 @@ and nothing is ever cancelled on a guess.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy import or_, select, update
@@ -32,7 +33,8 @@ log = structlog.get_logger("voicebook.booking")
 MAX_HOPS = 5  # a booking moved more often than this between two passes is followed next pass
 
 
-async def converge_appointments(run: ReconcilePass, limit: int) -> None:
+async def converge_appointments(run: ReconcilePass, limit: int, resync_after: timedelta) -> None:
+    """Compare up to ``limit`` upcoming appointments not compared within ``resync_after`` with Cal.com."""
     now = run.now()
     async with run.sessionmaker() as session:
         rows = (
@@ -43,6 +45,7 @@ async def converge_appointments(run: ReconcilePass, limit: int) -> None:
                         Appointment.start_at > now,
                         Appointment.status.in_((AppointmentStatus.BOOKED, AppointmentStatus.CANCELLED)),
                         or_(Appointment.change_attempt_id.is_(None), Appointment.change_locked_until < now),
+                        or_(Appointment.synced_at.is_(None), Appointment.synced_at < now - resync_after),
                     )
                     .order_by(Appointment.synced_at.is_not(None), Appointment.synced_at, Appointment.id)
                     .limit(limit)

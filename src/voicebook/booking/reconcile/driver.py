@@ -39,6 +39,7 @@ async def reconcile_once(
     orphan_batch: int = 20,
     orphan_grace_seconds: float = 900,
     sync_batch: int = 20,
+    resync_after_seconds: float = 600,
 ) -> ReconcileSummary:
     """One reconciler pass (see the module docstring); safe to run in many processes at once.
 
@@ -67,7 +68,7 @@ async def reconcile_once(
     ]
     await each_claimed(run, orphan_where, orphan_batch, work_orphan)
 
-    await converge_appointments(run, sync_batch)
+    await converge_appointments(run, sync_batch, timedelta(seconds=resync_after_seconds))
     await archive(run, run.now() - window, batch)
     await _gauges(run)
     return run.summary
