@@ -457,7 +457,7 @@ def test_json_depth_check_is_linear_on_hostile_bodies(raw: bytes) -> None:
 
     started = time.perf_counter()
     json_depth(raw)
-    assert time.perf_counter() - started < 2.0
+    assert time.perf_counter() - started < 5.0  # quadratic would take minutes; the machine may be busy
 
 
 def test_json_depth_ignores_brackets_inside_strings() -> None:
