@@ -134,6 +134,18 @@ class TestUnauthenticated:
                 assert r.status_code == 401
             assert await count(env, Appointment) == 0
 
+    async def test_non_ascii_retell_signature_and_bearer_are_401(self, db_url: str) -> None:
+        async with running_service(db_url, admin_token=SecretStr(TOKEN)) as env:
+            raw = json.dumps(call_event()).encode()
+            for value in ("v=1,d=" + "é" * 64, "ü", "\u00ff" * 300):
+                header = value.encode("latin-1")
+                for path in [FUNCTION_PATHS[0], "/retell/webhook"]:
+                    r = await env.client.post(path, content=raw, headers={"X-Retell-Signature": header})
+                    assert r.status_code == 401
+                r = await env.client.get("/api/summary", headers={"Authorization": b"Bearer " + header})
+                assert r.status_code in (401, 429)
+            assert await count(env, Call) == 0
+
     async def test_deeply_nested_json_is_400_signed_and_401_unsigned(self, db_url: str) -> None:
         async with running_service(db_url) as env:
             raw = b"[" * 100_000
