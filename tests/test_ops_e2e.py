@@ -233,4 +233,8 @@ def test_function_call_metrics_add_up_over_two_workers(tmp_path: Path) -> None:
         counts = [function_call_count(server.base_url) for _ in range(6)]
         assert counts == [calls] * len(counts)
         assert client.get("/readyz").status_code == 200
+        # The second worker may still be importing on a busy machine: the first one can serve everything.
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while server.log.read_text().count("Started server process") < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
         assert server.log.read_text().count("Started server process") >= 2

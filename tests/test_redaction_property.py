@@ -143,4 +143,4 @@ def test_redaction_is_linear_on_hostile_text(text: str) -> None:
 
     started = time.perf_counter()
     redact(text)
-    assert time.perf_counter() - started < 2.0
+    assert time.perf_counter() - started < 5.0  # quadratic would take minutes; the machine may be busy
