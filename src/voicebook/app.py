@@ -12,8 +12,9 @@ import structlog
 from fastapi import FastAPI
 
 from voicebook import __version__
-from voicebook.api import assets, ops, retell, webhooks
 from voicebook.api import errors as api_errors
+from voicebook.api import ops, retell, webhooks
+from voicebook.api.admin import assets
 from voicebook.api.admin import auth as admin_auth
 from voicebook.api.admin import routes as admin
 from voicebook.api.limits import BodyLimitsMiddleware

@@ -3,7 +3,7 @@
 The admin page shows booking data behind a token, so a browser must not frame it (clickjacking), guess
 its content type, leak its URL in a ``Referer``, keep it in a shared cache, or run script that the page
 did not ship itself. The CSP therefore allows only same-origin resources: the page's CSS is a static file
-(``voicebook.api.assets``), it has no script at all, and no inline style. ``X-Frame-Options`` repeats
+(``voicebook.api.admin.assets``), it has no script at all, and no inline style. ``X-Frame-Options`` repeats
 ``frame-ancestors`` for browsers that predate CSP level 2.
 
 A pure ASGI middleware rather than per-route headers: every response on those paths gets them, including
