@@ -1,6 +1,6 @@
 """Configuration: one pydantic-settings class, ``VOICEBOOK_*`` environment variables and ``.env``.
 
-The names are part of the external contract (``DESIGN.md``); add, never rename.
+The names are part of the external contract (README "Configuration"); add, never rename.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Load companies, phone numbers and services from the tenants YAML (DESIGN.md), idempotently.
+"""Load companies, phone numbers and services from the tenants YAML (examples/tenants.yaml), idempotently.
 
 The whole file is validated before anything is written, and written in the caller's one transaction,
 so a broken file leaves the database as it was.

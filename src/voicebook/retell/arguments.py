@@ -2,7 +2,7 @@
 
 Validation happens here, once, so the booking code never sees a naive datetime, an un-normalised
 phone number or a start in the past, and so every refusal is an ``ArgumentError`` the agent can
-turn into a sentence. Argument names follow ``DESIGN.md``; the names from Retell's own booking
+turn into a sentence. Argument names follow ``deploy/retell/tools.json``; the names from Retell's own booking
 example (``slot_start``, ``attendee_*``) are accepted too, since prompts copied from Retell's
 templates make models use them. An ``args.timezone`` is ignored on purpose: the company's zone is
 authoritative, and a start with an explicit offset already says which instant it means.
