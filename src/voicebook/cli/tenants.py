@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from voicebook.cli.support import load_settings, one_line_errors
-from voicebook.settings import Settings
+from voicebook.cli.support import load_settings, one_line_errors, require_database
 
-app = typer.Typer(help="Companies, numbers and services.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from voicebook.settings import Settings
+
+app = typer.Typer(help="Companies, numbers and services.", no_args_is_help=True, rich_markup_mode=None)
 
 
 async def _load_tenants(settings: Settings, path: Path, *, move_numbers: bool = False) -> str:
@@ -45,4 +47,6 @@ def tenants_load(
 ) -> None:
     """Load (upsert) companies, phone numbers and services from a YAML file; idempotent."""
     typer.echo(f"loading {path} ...", err=True)
-    typer.echo(asyncio.run(_load_tenants(load_settings(), path, move_numbers=move_numbers)))
+    settings = load_settings()
+    require_database(settings)
+    typer.echo(asyncio.run(_load_tenants(settings, path, move_numbers=move_numbers)))
