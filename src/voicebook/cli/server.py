@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import socket
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from voicebook import __version__
 from voicebook.cli.support import fail, load_settings, one_line_errors
+
+if TYPE_CHECKING:
+    from voicebook.settings import Settings
 
 
 def version() -> None:
@@ -35,6 +40,25 @@ def refuse_port_in_use(host: str, port: int) -> None:
                 f"port {port} is in use — is voicebook already running? PORT={port + 1} make run "
                 f"(or voicebook serve --port {port + 1})"
             ) from None
+
+
+def remember_sandbox_bookings(settings: Settings) -> Path | None:
+    """Give the built-in sandbox a state file beside the SQLite database unless one is configured.
+
+    Cal.com does not forget its bookings when voicebook restarts, so neither may its stand-in: without
+    the file, a restarted ``make run`` offers and books a slot that was booked before, and the first
+    caller's cancel fails. Passed on through the environment, which the server's factory reads.
+    """
+    from voicebook.db.preflight import sqlite_path
+
+    if not settings.uses_sandbox or settings.sandbox_state_file is not None:
+        return settings.sandbox_state_file
+    database = sqlite_path(settings.database_url)
+    if database is None:
+        return None
+    state = database.with_name(f"{database.stem}.sandbox.json")
+    os.environ["VOICEBOOK_SANDBOX_STATE_FILE"] = str(state)
+    return state
 
 
 @one_line_errors
@@ -62,8 +86,10 @@ def serve(
 
     if workers > 1:
         metrics.prepare_multiprocess_dir()
+    state = remember_sandbox_bookings(settings)
     calcom = (
-        "built-in sandbox (no VOICEBOOK_CALCOM_API_KEY)"
+        "built-in sandbox (no VOICEBOOK_CALCOM_API_KEY"
+        + (f"; its bookings are kept in {state})" if state else "; it forgets its bookings on exit)")
         if settings.uses_sandbox
         else settings.calcom_base_url
     )
