@@ -167,3 +167,20 @@ async def test_a_company_loaded_while_running_can_book(migrated: Path) -> None:
             to="+49401234567",
         )
         assert answer["status"] == "booked", answer
+
+
+@pytest.mark.asyncio
+async def test_check_availability_on_a_sunday_says_closed_and_offers_monday(migrated: Path) -> None:
+    sunday = next_weekday() + timedelta(days=7)
+    sunday += timedelta(days=6 - sunday.weekday())
+    async with serving(settings_for(migrated)) as client:
+        answer = await call(
+            client,
+            "check_availability",
+            {"service": "Haarschnitt", "date": sunday.isoformat()},
+            call_id="call_sunday",
+        )
+    assert answer["status"] == "slot_unavailable"
+    assert answer["message"].startswith("Sonntags haben wir geschlossen. Ich kann Ihnen Montag,")
+    monday = (sunday + timedelta(days=1)).isoformat()
+    assert all(a.startswith(monday) for a in answer["alternatives"]), answer

@@ -54,6 +54,10 @@ def render(outcome: outcomes.Outcome, tenant: Tenant, offered: list[str]) -> Fun
         message = messages.booked(outcome.appointment.service, outcome.appointment.start, tz, loc)
     elif status == AnswerStatus.AVAILABLE:
         message = messages.available(outcome.slots, tz, loc)
+    elif status == AnswerStatus.SLOT_UNAVAILABLE and outcome.day and outcome.reason == "closed":
+        message = messages.closed_day(outcome.day, outcome.alternatives, tz, loc)
+    elif status == AnswerStatus.SLOT_UNAVAILABLE and outcome.day and outcome.reason == "day_full":
+        message = messages.day_full(outcome.day, outcome.alternatives, tz, loc)
     elif status == AnswerStatus.SLOT_UNAVAILABLE:
         message = messages.slot_unavailable(outcome.alternatives, tz, loc)
     elif status == AnswerStatus.REJECTED_DUPLICATE:

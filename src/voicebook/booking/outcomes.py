@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 BOOKED, AVAILABLE, SLOT_UNAVAILABLE = "booked", "available", "slot_unavailable"
 REJECTED_DUPLICATE, IN_PROGRESS, CANCELLED = "rejected_duplicate", "in_progress", "cancelled"
@@ -32,6 +32,7 @@ class Outcome:
     slots: tuple[datetime, ...] = ()
     reason: str | None = None
     replayed: bool = False
+    day: date | None = None  # the day a check_availability was about (reason "closed" / "day_full")
 
     @property
     def ok(self) -> bool:
