@@ -72,7 +72,8 @@ def build_chart(
             bars.append(
                 Bar(round(x0 + slot * offset, 2), round(top + plot_h - h, 2), round(h, 2), kind, title)
             )
-        if local.hour % 6 == 0:
+        # A label is about 70 px wide, centred on its tick: one nearer the edges would be cut off.
+        if local.hour % 6 == 0 and left + 30 <= x0 <= width - right - 35:
             x_ticks.append(Tick(round(x0, 2), top + plot_h + 16, f"{local:%d.%m. %H:00}"))
     step = nice_step(peak)
     y_ticks = [
