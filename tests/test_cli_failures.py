@@ -194,3 +194,32 @@ def test_report_into_a_closed_pipe_ends_quietly(cli_env: Path) -> None:
         os.close(write_end)
     assert report.returncode == 0, report.stderr
     assert report.stderr == ""
+
+
+def test_a_second_server_on_the_same_sandbox_state_is_refused(cli_env: Path) -> None:
+    """Another voicebook holds the sandbox's state file: a second one would be a second Cal.com."""
+    from voicebook.cli.server import hold_sandbox_state
+
+    assert invoke("db", "upgrade")[0] == 0
+    held = hold_sandbox_state(cli_env / "cli.sandbox.json")
+    try:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("VOICEBOOK_SANDBOX")}
+        done = subprocess.run(
+            [sys.executable, "-m", "voicebook", "serve", "--port", str(port)],
+            env=env,
+            cwd=cli_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(held)
+    assert done.returncode == 1, done.stderr
+    assert error_lines(done.stderr) == [
+        f"error: the sandbox in {cli_env / 'cli.sandbox.json'} is in use by another voicebook "
+        f"(pid {os.getpid()}) — stop it first; two sandboxes on one state file would book one slot twice"
+    ]

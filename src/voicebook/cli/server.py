@@ -61,6 +61,32 @@ def remember_sandbox_bookings(settings: Settings) -> Path | None:
     return state
 
 
+def hold_sandbox_state(state: Path) -> int:
+    """Lock the sandbox's state file for this process's lifetime; refuse when another voicebook holds it.
+
+    Two servers on one state file (a second ``make run`` on another port) would be two Cal.com
+    sandboxes writing over each other's bookings: exactly the double booking the file is there to
+    prevent. The lock is released by the kernel when the process ends, however it ends.
+    """
+    import fcntl
+
+    lock = Path(f"{state}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise fail(
+            f"the sandbox in {state} is in use by another voicebook (pid {holder}) — stop it first; "
+            "two sandboxes on one state file would book one slot twice"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return fd
+
+
 @one_line_errors
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
@@ -87,6 +113,8 @@ def serve(
     if workers > 1:
         metrics.prepare_multiprocess_dir()
     state = remember_sandbox_bookings(settings)
+    if state is not None and settings.uses_sandbox:
+        hold_sandbox_state(state)
     calcom = (
         "built-in sandbox (no VOICEBOOK_CALCOM_API_KEY"
         + (f"; its bookings are kept in {state})" if state else "; it forgets its bookings on exit)")
