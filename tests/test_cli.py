@@ -52,6 +52,20 @@ class TestCli:
         ]
         assert "Traceback" not in err
 
+    def test_tenants_load_refuses_another_companys_number(self, cli_env: Path) -> None:
+        assert invoke("db", "upgrade")[0] == 0
+        assert invoke("tenants", "load", str(EXAMPLE))[0] == 0
+        thief = cli_env / "thief.yaml"
+        thief.write_text(EXAMPLE.read_text().replace("slug: salon-mitte", "slug: salon-ost"))
+        code, _, err = invoke("tenants", "load", str(thief))
+        assert code == 1
+        assert [line for line in err.splitlines() if line.startswith("error:")] == [
+            "error: phone number +49301234567 belongs to company 'salon-mitte'; 'salon-ost' cannot take "
+            "it over — remove it from 'salon-mitte' first, or load with --move-numbers to move it"
+        ]
+        code, out, _ = invoke("tenants", "load", "--move-numbers", str(thief))
+        assert code == 0, out
+
     def test_missing_database_is_a_clear_error(self, cli_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("VOICEBOOK_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
         code, _, err = invoke("tenants", "load", str(EXAMPLE))

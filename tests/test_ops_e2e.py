@@ -195,13 +195,52 @@ def function_call_count(base_url: str) -> float:
     )
 
 
+@contextmanager
+def standalone_sandbox(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """``voicebook sandbox`` as the one Cal.com several workers share; yields the settings that reach it.
+
+    The built-in sandbox lives in one process, so ``serve --workers 2`` refuses it; a deployment with
+    workers talks to one Cal.com, which is what this stands in for.
+    """
+    port, key = free_port(), "cal_live_workers_test"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("VOICEBOOK_")},
+        "VOICEBOOK_CALCOM_API_KEY": key,
+    }
+    log = tmp_path / "sandbox.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [str(VOICEBOOK), "sandbox", "--port", str(port), "--tenants", str(TENANTS)],
+            env=env,
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while True:
+            assert process.poll() is None, f"sandbox exited early:\n{log.read_text()}"
+            try:
+                httpx.get(f"{base_url}/v2/bookings", timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, f"sandbox not ready:\n{log.read_text()}"
+                time.sleep(0.2)
+        yield {"VOICEBOOK_CALCOM_API_KEY": key, "VOICEBOOK_CALCOM_BASE_URL": base_url}
+    finally:
+        stop(process)
+
+
 @pytest.mark.slow
 def test_function_call_metrics_add_up_over_two_workers(tmp_path: Path) -> None:
     """Every call is counted once, whichever worker answered it and whichever worker renders /metrics."""
     if shutil.which(str(VOICEBOOK)) is None:
         pytest.fail(f"{VOICEBOOK} is missing: install the project into the venv (pip install -e .)")
     with (
-        served(tmp_path, "--workers", "2") as server,
+        standalone_sandbox(tmp_path) as calcom,
+        served(tmp_path, "--workers", "2", **calcom) as server,
         httpx.Client(base_url=server.base_url, timeout=30) as client,
     ):
         calls = 0

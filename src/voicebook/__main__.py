@@ -1,3 +1,3 @@
-from voicebook.cli.main import app
+from voicebook.cli import main
 
-app()
+main()

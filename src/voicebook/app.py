@@ -122,4 +122,8 @@ def create_app(settings: Settings | None = None, *, calendar: CalendarHandle | N
     app.include_router(webhooks.router)
     app.include_router(admin.router)
     app.include_router(assets.router)
+    if settings.uses_sandbox and settings.sandbox_control_enabled:
+        from voicebook.calcom.sandbox.control import forward_route
+
+        app.router.routes.append(forward_route())  # the in-process sandbox's /_sandbox/... API
     return app

@@ -5,7 +5,9 @@ collaborators on the other. The calendar is real Cal.com when a key is set, othe
 
 In sandbox mode the sandbox runs in this process behind ``httpx.ASGITransport``: the real client speaks
 real Cal.com v2 HTTP to it, no socket and no account needed. It holds an event type for every service
-of the loaded tenants (read at start-up), with working hours that give free slots on the coming days.
+of the loaded tenants (read at start-up, and again whenever a request names an event type it does not
+know, so a company loaded while the server runs is bookable at once), with working hours that give free
+slots on the coming days.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from voicebook.booking.policy import BookingPolicy, GuardPolicy
 from voicebook.booking.ports import CalendarGateway
 from voicebook.calcom.client import CalcomClient
 from voicebook.calcom.gateway import CalcomGateway
-from voicebook.calcom.sandbox import Sandbox, event_type_from_service
+from voicebook.calcom.sandbox import Sandbox, SandboxEventType, event_type_from_service
 from voicebook.calcom.transport import build_http_client
 from voicebook.db.queries import all_services
 from voicebook.db.session import make_engine, make_sessionmaker
@@ -82,17 +84,11 @@ async def open_calendar(settings: Settings, sessionmaker: async_sessionmaker[Asy
         gateway = CalcomGateway(CalcomClient(http, on_response=metrics.observe_calcom))
         return CalendarHandle(gateway, [http.aclose])
     secret = settings.calcom_webhook_secret.get_secret_value() if settings.calcom_webhook_secret else None
-    sandbox = Sandbox(
-        state_file=settings.sandbox_state_file,
-        webhook_url=settings.sandbox_webhook_url,
-        webhook_secret=secret,
-        control_enabled=settings.sandbox_control_enabled,
-        api_key=SANDBOX_KEY,
-    )
-    async with sessionmaker() as session:
-        services = await all_services(session)
-    for service, company in services:
-        sandbox.add_event_type(
+
+    async def configured_event_types() -> list[SandboxEventType]:
+        async with sessionmaker() as session:
+            services = await all_services(session)
+        return [
             event_type_from_service(
                 service.event_type_id,
                 service.name,
@@ -100,9 +96,26 @@ async def open_calendar(settings: Settings, sessionmaker: async_sessionmaker[Asy
                 service.round_robin,
                 company.timezone,
             )
-        )
+            for service, company in services
+        ]
+
+    sandbox = Sandbox(
+        state_file=settings.sandbox_state_file,
+        webhook_url=settings.sandbox_webhook_url,
+        webhook_secret=secret,
+        control_enabled=settings.sandbox_control_enabled,
+        api_key=SANDBOX_KEY,
+        event_type_source=configured_event_types,
+    )
+    event_types = await configured_event_types()
+    for event_type in event_types:
+        sandbox.add_event_type(event_type)
     log.info(
-        "calcom.sandbox", event_types=len(services), detail="no VOICEBOOK_CALCOM_API_KEY: built-in sandbox"
+        "calcom.sandbox",
+        event_types=len(event_types),
+        state_file=str(settings.sandbox_state_file) if settings.sandbox_state_file else None,
+        control_api=settings.sandbox_control_enabled,
+        detail="no VOICEBOOK_CALCOM_API_KEY: built-in sandbox",
     )
     gateway, http = sandbox_gateway(sandbox, timeout=settings.calcom_timeout_seconds)
     return CalendarHandle(gateway, [http.aclose, sandbox.drain_webhooks], sandbox=sandbox)

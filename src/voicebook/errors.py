@@ -8,6 +8,7 @@ them in one place and never answers with a traceback::
     ├── InvariantViolated             (the database contradicts a guarantee: a bug or a manual edit)
     ├── ReportWindowError             (a report window that is empty, reversed or not time-zone aware)
     ├── db.duplicates.RestoreError    (an archived duplicate that cannot be put back)
+    ├── db.preflight.DatabaseNotReady (the database is missing, unreachable or not migrated)
     ├── retell.errors.ArgumentError   (an argument the agent sent cannot be used)
     └── booking.errors.BookingError
         └── booking.errors.CalendarError (what a calendar backend can answer; see that module)

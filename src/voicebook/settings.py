@@ -1,6 +1,6 @@
 """Configuration: one pydantic-settings class, ``VOICEBOOK_*`` environment variables and ``.env``.
 
-The names are part of the external contract (``DESIGN.md``); add, never rename.
+The names are part of the external contract (README "Configuration"); add, never rename.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ _ASYNC_DRIVERS = {
     "mariadb+pymysql": "mysql+aiomysql",
     "mariadb+aiomysql": "mysql+aiomysql",
 }
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def to_async_url(url: str) -> str:
@@ -115,6 +117,15 @@ class Settings(BaseSettings):
     def _known_scheme(cls, value: str) -> str:
         to_async_url(value)
         return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_log_level(cls, value: str) -> str:
+        # Checked here, so a typo is one settings line and not a traceback from logging's set-up.
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"{value!r} is not a log level; use one of {', '.join(LOG_LEVELS)}")
+        return level
 
     @model_validator(mode="after")
     def _fallback_email_is_per_call(self) -> Settings:

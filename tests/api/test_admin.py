@@ -216,5 +216,68 @@ class TestPresentation:
         assert tallest.kind == "rejected"
         assert tallest.height == pytest.approx(chart.plot_height)
         assert [t.label for t in chart.y_ticks] == ["0", "2", "4"]
-        assert len(chart.x_ticks) == 8
+        assert len(chart.x_ticks) == 7  # the eighth (47 h in) would be cut off at the right edge
+        assert all(35 + chart.left <= t.x + 35 <= chart.width for t in chart.x_ticks)
         assert all(t.label.endswith(("00:00", "06:00", "12:00", "18:00")) for t in chart.x_ticks)
+
+
+class TestLocalisation:
+    def test_german_numbers_dates_with_zone_and_statuses(self) -> None:
+        from voicebook.api.admin.language import Formatter
+
+        de, en = Formatter("de"), Formatter("en")
+        ten = datetime(2026, 12, 1, 10, 0, tzinfo=BERLIN)
+        assert de.when(ten) == "Di., 01.12.2026 10:00 MEZ"
+        assert en.when(ten.astimezone(ZoneInfo("America/New_York"))) == "Tue, 2026-12-01 04:00 EST"
+        assert de.percent(0.0) == "0,0 %"
+        assert en.percent(0.125) == "12.5 %"
+        assert de.number(12345) == "12.345"
+        assert [de.label(s) for s in ("cancelled", "ongoing", "booked")] == ["storniert", "läuft", "gebucht"]
+        assert de.label("calendar_unavailable") == "Kalender nicht erreichbar"
+        assert de.label("CALL ID MISMATCH").startswith("CALL ID MISMATCH")  # the grep phrase stays
+        assert en.label("some_new_state") == "some new state"
+
+    def test_chart_ticks_are_round_numbers(self) -> None:
+        start = datetime(2026, 3, 10, 0, tzinfo=UTC)
+        series = [HourBucket(start + timedelta(hours=h), 13 if h == 3 else 0, 0) for h in range(48)]
+        chart = build_chart(series, BERLIN, {"booked": "b", "rejected": "r"})
+        assert [t.label for t in chart.y_ticks] == ["0", "5", "10", "15"]
+
+
+@pytest.mark.asyncio
+class TestPageAdditions:
+    async def test_favicon_and_stylesheet_are_served(self, db_url: str) -> None:
+        async with running_service(db_url) as env:
+            icon = await env.client.get("/favicon.ico")
+            assert icon.status_code == 200
+            assert icon.headers["content-type"] == "image/svg+xml"
+            css = await env.client.get("/admin/admin.css")
+            assert css.status_code == 200
+            assert css.headers["content-type"].startswith("text/css")
+
+    async def test_page_shows_upcoming_appointments_and_unbooked_attempts_in_german(
+        self, db_url: str
+    ) -> None:
+        async with running_service(db_url, admin_token=SecretStr(TOKEN)) as env:
+            start = next_weekday_at(11)
+            booked = await env.call(
+                "book_appointment", {"service": "Haarschnitt", "start": start, "name": "Jörg"}
+            )
+            assert booked.json()["status"] == "booked"
+            checked = await env.call(
+                "check_availability",
+                {"service": "Haarschnitt", "date": start[:10]},
+                call_id="call_check_only",
+            )
+            assert checked.json()["ok"]
+            page = await env.client.get("/admin?lang=de", headers=AUTH)
+        assert page.status_code == 200
+        upcoming = page.text.split('id="upcoming-appointments"', 1)[1].split("</section>", 1)[0]
+        assert "gebucht" in upcoming
+        assert "MEZ" in upcoming or "MESZ" in upcoming
+        assert 'id="unbooked-attempts"' in page.text
+        assert "<script" not in page.text
+        assert "<style" not in page.text
+        assert "0,0 %" in page.text
+        today_calls = page.text.split('id="today-calls"', 1)[1]
+        assert "call_check_only" in today_calls  # a call that only checked is recorded too

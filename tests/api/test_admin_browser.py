@@ -20,7 +20,8 @@ from voicebook.db.models import GuardEvent
 
 CHROMIUM = Path("/usr/bin/chromium")
 TOKEN = "browser-test-token-8d2e"
-SCREENSHOT = REPO / "test-artifacts" / "admin.png"
+SCREENSHOT = REPO / "test-artifacts" / "admin.png"  # English
+SCREENSHOT_DE = REPO / "test-artifacts" / "admin-de.png"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -103,6 +104,12 @@ def test_login_see_rejection_and_screenshot(tmp_path: Path) -> None:
                 expect(events).to_contain_text(reason)
                 expect(page.locator("#hourly-chart rect.bar-rejected")).to_have_count(1)
                 expect(page.locator("h1")).to_have_text("voicebook – Betrieb")
+                # The stylesheet is a static file now (no inline style): it must still apply.
+                background = page.locator("#figures").evaluate("e => getComputedStyle(e).backgroundColor")
+                assert background == "rgb(255, 255, 255)"
+                expect(page.locator("#upcoming-appointments")).to_be_visible()
+                SCREENSHOT_DE.parent.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(SCREENSHOT_DE), full_page=True)
 
                 cookies = page.context.cookies()
                 session = [c for c in cookies if c["name"] == "voicebook_admin"]
@@ -119,3 +126,4 @@ def test_login_see_rejection_and_screenshot(tmp_path: Path) -> None:
             finally:
                 browser.close()
     assert SCREENSHOT.stat().st_size > 10_000
+    assert SCREENSHOT_DE.stat().st_size > 10_000

@@ -38,7 +38,7 @@ def event(
     reschedule_uid: str | None = None,
     status: str = "ACCEPTED",
 ) -> dict[str, Any]:
-    """A webhook body as Cal.com sends it (BEHAVIOUR.md §5), trimmed to what matters."""
+    """A webhook body as Cal.com sends it (tests/contract/data/BEHAVIOUR.md §5), trimmed."""
     payload: dict[str, Any] = {
         "type": "haarschnitt",
         "title": "Haarschnitt",

@@ -7,7 +7,8 @@ Known gaps of the document, handled explicitly rather than by loosening everythi
   ``data`` against the document's *range* variant (objects with ``start``/``end``);
 * ``status`` on GET /v2/bookings is an array in the document; Cal.com's DTO splits a comma list,
   which is what the client sends;
-* error bodies are undocumented; they are checked against the envelopes in BEHAVIOUR.md §1;
+* error bodies are undocumented; they are checked against the envelopes in
+  tests/contract/data/BEHAVIOUR.md §1;
 * the document's ``oneOf`` unions (regular / recurring / seated / instant) are not discriminated
   (no ``additionalProperties: false``), so a regular booking matches several branches; the
   envelope is checked with ``oneOf`` read as ``anyOf`` and the payload strictly against the
@@ -17,14 +18,12 @@ Known gaps of the document, handled explicitly rather than by loosening everythi
 from __future__ import annotations
 
 import json
-import os
 import re
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from jsonschema import Draft4Validator
 from openapi_schema_validator import OAS30Validator
 from referencing import Registry, Resource
@@ -70,20 +69,13 @@ INTENDED_DATA = {
 
 
 def spec_path() -> Path:
-    shared = os.environ.get("VOICEBOOK_SHARED_DIR")
-    root = Path(shared) if shared else Path(__file__).resolve().parents[3] / "shared"
-    return root / "reference" / "calcom" / SPEC_NAME
+    """The vendored copy (tests/contract/data/README.md gives its source): the tests never skip."""
+    return Path(__file__).resolve().parents[1] / "contract" / "data" / SPEC_NAME
 
 
 @cache
 def load_spec() -> dict[str, Any]:
-    path = spec_path()
-    if not path.exists():
-        pytest.skip(
-            f"CONTRACT TESTS SKIPPED: {path} not found; set VOICEBOOK_SHARED_DIR to the folder "
-            "holding reference/calcom/"
-        )
-    spec: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    spec: dict[str, Any] = json.loads(spec_path().read_text(encoding="utf-8"))
     return spec
 
 

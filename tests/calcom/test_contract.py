@@ -27,7 +27,7 @@ from .openapi_contract import (
 
 @pytest.fixture(autouse=True)
 def _spec() -> None:
-    load_spec()  # skips the module loudly when the document is missing
+    load_spec()  # the vendored document; a missing file fails, it never skips
 
 
 @pytest_asyncio.fixture

@@ -1,4 +1,4 @@
-"""Cal.com's two dedupe mechanisms (BEHAVIOUR.md §3), including the seed incident."""
+"""Cal.com's two dedupe mechanisms (tests/contract/data/BEHAVIOUR.md §3), with the seed incident."""
 
 from __future__ import annotations
 

@@ -82,6 +82,42 @@ class TestLoadTenants:
         async with sessionmaker() as s:
             assert tuple((await s.execute(window)).one()) == (30, 60)
 
+    async def test_a_number_owned_by_another_company_is_refused_naming_the_owner(
+        self, sessionmaker: async_sessionmaker[AsyncSession], tmp_path: Path
+    ) -> None:
+        first, second = tmp_path / "first.yaml", tmp_path / "second.yaml"
+        first.write_text(GOOD)
+        second.write_text(GOOD.replace("salon-mitte", "salon-ost").replace("Salon Mitte", "Salon Ost"))
+        async with sessionmaker() as s, s.begin():
+            await load_tenants(s, parse_tenants(first))
+        with pytest.raises(TenantFileError) as refused:
+            async with sessionmaker() as s, s.begin():
+                await load_tenants(s, parse_tenants(second))
+        assert "+49301234567 belongs to company 'salon-mitte'" in refused.value.message
+        assert "--move-numbers" in refused.value.message
+        async with sessionmaker() as s:
+            owners = (
+                await s.execute(select(Company.slug).join(PhoneNumber, PhoneNumber.company_id == Company.id))
+            ).scalars()
+            assert list(owners) == ["salon-mitte"]
+            assert await _counts(sessionmaker) == (1, 1, 1)  # the refused file wrote nothing
+
+    async def test_move_numbers_moves_a_number_on_purpose(
+        self, sessionmaker: async_sessionmaker[AsyncSession], tmp_path: Path
+    ) -> None:
+        first, second = tmp_path / "first.yaml", tmp_path / "second.yaml"
+        first.write_text(GOOD)
+        second.write_text(GOOD.replace("salon-mitte", "salon-ost").replace("Salon Mitte", "Salon Ost"))
+        async with sessionmaker() as s, s.begin():
+            await load_tenants(s, parse_tenants(first))
+        async with sessionmaker() as s, s.begin():
+            await load_tenants(s, parse_tenants(second), move_numbers=True)
+        async with sessionmaker() as s:
+            owners = (
+                await s.execute(select(Company.slug).join(PhoneNumber, PhoneNumber.company_id == Company.id))
+            ).scalars()
+            assert list(owners) == ["salon-ost"]
+
 
 def test_booking_window_defaults_and_values(tmp_path: Path) -> None:
     """Issue 13, case 8: 365 days ahead and no minimum notice unless the file says otherwise."""

@@ -1,7 +1,8 @@
-"""The database stops mid-request (PostgreSQL): the app talks to it through a TCP proxy the test cuts.
+"""The database stops mid-request: the app talks to it through a TCP proxy the test cuts.
 
-The proxy relays to this session's scratch database, so everything before the cut is real; ``cut`` refuses
-new connections and aborts the open ones, which is what the app sees when PostgreSQL dies.
+Runs on PostgreSQL and MariaDB (a server that can die; SQLite is a file in the process). The proxy
+relays to this session's scratch database, so everything before the cut is real; ``cut`` refuses new
+connections and aborts the open ones, which is what the app sees when the database server dies.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from voicebook.db.session import make_engine, make_sessionmaker
 
 pytestmark = [
     pytest.mark.asyncio,
-    pytest.mark.parametrize("db_url", ["postgresql"], indirect=True),
+    pytest.mark.parametrize("db_url", ["postgresql", "mariadb"], indirect=True),
 ]
 
 

@@ -22,7 +22,7 @@ from tests.faults.scene import (
 
 from voicebook.calcom.sandbox import Faults
 
-BACKENDS = pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
+BACKENDS = pytest.mark.parametrize("db_url", ["sqlite", "postgresql", "mariadb"], indirect=True)
 pytestmark = [pytest.mark.asyncio, BACKENDS]
 
 

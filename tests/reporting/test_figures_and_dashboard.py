@@ -229,3 +229,44 @@ class TestEventsAndStuck:
         assert stuck[0].attendee_email == "e***@example.com"
         assert stuck[0].company == "salon-mitte"
         assert [s.state for s in all_open] == ["unknown", "sent"]
+
+
+@pytest.mark.asyncio
+class TestUpcomingAndUnbooked:
+    async def test_the_next_fourteen_days_after_today_in_company_zone(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        cid = await seed(sessionmaker)
+        async with sessionmaker() as session, session.begin():
+            session.add_all(
+                [
+                    appointment(cid, "uid-in-13-days", created=NOW, start=NOW + timedelta(days=13)),
+                    appointment(cid, "uid-in-15-days", created=NOW, start=NOW + timedelta(days=15)),
+                ]
+            )
+        async with sessionmaker() as session:
+            upcoming = await dashboard.upcoming_appointments(session, now=NOW)
+        assert [a.calcom_booking_uid for a in upcoming] == ["uid-tomorrow", "uid-in-13-days"]
+        assert all(a.start_at.tzinfo == BERLIN for a in upcoming)
+
+    async def test_attempts_that_did_not_book_carry_their_reason(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        tenant, _ = await make_tenant(sessionmaker)
+        cid = tenant.company_id
+        async with sessionmaker() as session, session.begin():
+            session.add_all(
+                [
+                    attempt(cid, "failed", NOW - timedelta(hours=1), guard_verdict="calendar_unavailable"),
+                    attempt(cid, "rejected", NOW - timedelta(hours=2), guard_verdict="CALL ID MISMATCH"),
+                    attempt(cid, "recorded", NOW - timedelta(hours=1)),
+                    attempt(cid, "failed", NOW - timedelta(days=2), guard_verdict="reconciler_failed"),
+                ]
+            )
+        async with sessionmaker() as session:
+            rows = await dashboard.unbooked_attempts(session, NOW - timedelta(hours=24), NOW)
+        assert [(r.state, r.reason) for r in rows] == [
+            ("failed", "calendar_unavailable"),
+            ("rejected", "CALL ID MISMATCH"),
+        ]
+        assert rows[0].slot.tzinfo == BERLIN

@@ -24,7 +24,7 @@ from voicebook.booking import availability, changes, flow, outcomes
 from voicebook.booking.errors import CalendarError
 from voicebook.booking.policy import BookingPolicy
 from voicebook.booking.ports import CalendarGateway
-from voicebook.booking.tenancy import CallContext, OfferingCache, ServiceRef, Tenant
+from voicebook.booking.tenancy import CallContext, OfferingCache, ServiceRef, Tenant, ensure_call
 from voicebook.booking.types import AnswerStatus
 from voicebook.errors import InvariantViolated
 from voicebook.retell import arguments, messages
@@ -56,6 +56,10 @@ def _message(outcome: outcomes.Outcome, tz: ZoneInfo, loc: str, offered: list[st
         if reason == "too_far_ahead":
             return messages.too_far_ahead(outcome.window.max_days_ahead, loc)
         return messages.too_short_notice(outcome.window.min_notice_minutes, loc)
+    if status == AnswerStatus.SLOT_UNAVAILABLE and outcome.day and reason == "closed":
+        return messages.closed_day(outcome.day, outcome.alternatives, tz, loc)
+    if status == AnswerStatus.SLOT_UNAVAILABLE and outcome.day and reason == "day_full":
+        return messages.day_full(outcome.day, outcome.alternatives, tz, loc)
     simple = {
         AnswerStatus.IN_PROGRESS: lambda: messages.in_progress(loc),
         AnswerStatus.AVAILABLE: lambda: messages.available(outcome.slots, tz, loc),
@@ -165,6 +169,10 @@ async def _answer(
         return _plain(AnswerStatus.NOT_FOUND, messages.unknown_number(None))
     tenant, offered = offering.tenant, offering.names
     structlog.contextvars.bind_contextvars(company=tenant.slug)
+    # Every call that reaches a company is recorded, not only those that book: a caller who only asked
+    # for times, or cancelled, is a call the operator's page and `voicebook report` must count.
+    async with deps.sessionmaker() as session, session.begin():
+        await ensure_call(session, ctx, tenant.company_id, deps.policy.clock())
     tz = ZoneInfo(tenant.timezone)
     try:
         command = arguments.parse_arguments(

@@ -1,4 +1,4 @@
-"""The answer shape of the Retell function endpoint (DESIGN.md contract)."""
+"""The answer shape of the Retell function endpoint (the contract: README.md, deploy/retell/tools.json)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from voicebook.booking.types import AnswerStatus
 from voicebook.booking.window import BookingWindow
@@ -31,6 +31,7 @@ class Outcome:
     reason: str | None = None
     replayed: bool = False
     window: BookingWindow | None = None  # an answer about the booking window names its limits
+    day: date | None = None  # the day a check_availability was about (reason "closed" / "day_full")
 
     @property
     def ok(self) -> bool:

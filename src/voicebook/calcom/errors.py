@@ -35,7 +35,8 @@ SLOT_UNAVAILABLE_MARKERS = (
     "attempting to book a meeting in the past",
     "can't be booked at the",
 )
-# Mechanism B's unique-constraint race; the body shape differs by Cal.com version (BEHAVIOUR.md §1).
+# Mechanism B's unique-constraint race; the body shape differs by Cal.com version
+# (tests/contract/data/BEHAVIOUR.md §1).
 CONFLICT_MARKER = "booking_conflict"
 
 

@@ -6,9 +6,9 @@ from typing import Annotated
 
 import typer
 
-from voicebook.cli.support import load_settings, one_line_errors
+from voicebook.cli.support import load_settings, one_line_errors, require_database
 
-app = typer.Typer(help="Database migrations.", no_args_is_help=True)
+app = typer.Typer(help="Database migrations.", no_args_is_help=True, rich_markup_mode=None)
 
 
 @app.command("upgrade")
@@ -34,6 +34,7 @@ def db_downgrade(
     from voicebook.db.session import describe_url
 
     settings = load_settings()
+    require_database(settings)
     typer.echo(f"downgrading {describe_url(settings.database_url)} to {revision} ...", err=True)
     migrate.downgrade(settings.database_url, revision)
     typer.echo(f"database at {revision}")

@@ -12,12 +12,16 @@ import typer
 from voicebook.cli.support import fail, load_settings, one_line_errors
 from voicebook.errors import InvariantViolated
 
-app = typer.Typer(help="Find, clean and restore duplicate appointments.", no_args_is_help=True)
+app = typer.Typer(
+    help="Find, clean and restore duplicate appointments.", no_args_is_help=True, rich_markup_mode=None
+)
 
 
 async def _with_connection(url: str, work: Callable[[Any], Any]) -> Any:
+    from voicebook.db.preflight import require_existing_sqlite
     from voicebook.db.session import make_engine
 
+    require_existing_sqlite(url)
     engine = make_engine(url)
     try:
         async with engine.begin() as conn:

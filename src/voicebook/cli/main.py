@@ -1,4 +1,9 @@
-"""The ``voicebook`` Typer app: every command group registered in one place, no import side effects."""
+"""The ``voicebook`` Typer app: every command group registered in one place, no import side effects.
+
+Help is rendered by Click itself (``rich_markup_mode=None``): plain, without the ``<bool>`` type column
+the rich formatter of this Typer/Click pairing puts beside ``--help`` and every flag, and without
+importing rich, which keeps ``voicebook --help`` fast.
+"""
 
 from __future__ import annotations
 
@@ -14,16 +19,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,
 )
-
-
-@app.callback()
-def _quiet_logs() -> None:
-    """CLI output is for people: only warnings from the log unless VOICEBOOK_LOG_LEVEL says otherwise."""
-    from voicebook.logging import configure_logging
-
-    configure_logging(os.environ.get("VOICEBOOK_LOG_LEVEL", "WARNING"), json=True)
-
 
 app.command()(server.version)
 app.command()(server.serve)
@@ -33,11 +30,21 @@ app.add_typer(duplicates.app, name="duplicates")
 app.command()(operations.report)
 app.command()(operations.reconcile)
 app.command()(tools.sandbox)
-app.command()(tools.call)
+app.command(epilog=tools.functions_epilog())(tools.call)
 app.add_typer(simulate.app, name="simulate")
 
 
 def main() -> None:  # pragma: no cover
+    """The console script: the app, then a final flush that treats a departed reader as success."""
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    app(prog_name="voicebook")
-    sys.exit(0)
+    try:
+        app(prog_name="voicebook")
+        code: int | str | None = 0
+    except SystemExit as exit_:
+        code = exit_.code
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
+    sys.exit(code)

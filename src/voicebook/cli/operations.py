@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import os
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from voicebook.cli.support import fail, load_settings, one_line_errors
-from voicebook.settings import Settings
+from voicebook.cli.support import fail, load_settings, one_line_errors, require_database
+
+if TYPE_CHECKING:
+    from voicebook.settings import Settings
 
 
 def _parse_when(value: str | None, default: datetime) -> datetime:
@@ -59,7 +61,9 @@ def report(
     start = _parse_when(since, end - timedelta(hours=24))
     if start >= end:
         raise fail("--since must be before --until")
-    f = asyncio.run(_report(load_settings(), start, end, company))
+    settings = load_settings()
+    require_database(settings)
+    f = asyncio.run(_report(settings, start, end, company))
     typer.echo(
         f"window {start.isoformat()} .. {end.isoformat()}" + (f" company {company}" if company else "")
     )
@@ -110,6 +114,7 @@ async def _reconcile(settings: Settings) -> Any:
 def reconcile() -> None:
     """One reconciler pass: finish, fail or archive open attempts and cancel orphans; prints a table."""
     settings = load_settings()
+    require_database(settings)
     if settings.uses_sandbox:
         typer.echo(
             "note: no VOICEBOOK_CALCOM_API_KEY, so this pass looks bookings up in an empty sandbox", err=True

@@ -9,7 +9,7 @@ import typer
 
 from voicebook.cli.support import one_line_errors
 
-app = typer.Typer(help="Replay incidents against the sandbox.", no_args_is_help=True)
+app = typer.Typer(help="Replay incidents against the sandbox.", no_args_is_help=True, rich_markup_mode=None)
 
 
 @app.command("incident")

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from voicebook.cli.support import load_settings, one_line_errors
-from voicebook.settings import Settings
+from voicebook.cli.support import load_settings, one_line_errors, require_database
 
-app = typer.Typer(help="Companies, numbers and services.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from voicebook.settings import Settings
+
+app = typer.Typer(help="Companies, numbers and services.", no_args_is_help=True, rich_markup_mode=None)
 
 
-async def _load_tenants(settings: Settings, path: Path) -> str:
+async def _load_tenants(settings: Settings, path: Path, *, move_numbers: bool = False) -> str:
     from voicebook.db.session import make_engine, make_sessionmaker, transaction
     from voicebook.db.tenants import load_tenants, parse_tenants
 
@@ -22,7 +24,7 @@ async def _load_tenants(settings: Settings, path: Path) -> str:
     engine = make_engine(settings.database_url)
     try:
         async with transaction(make_sessionmaker(engine)) as session:
-            summary = await load_tenants(session, spec)
+            summary = await load_tenants(session, spec, move_numbers=move_numbers)
     finally:
         await engine.dispose()
     return (
@@ -34,7 +36,17 @@ async def _load_tenants(settings: Settings, path: Path) -> str:
 
 @app.command("load")
 @one_line_errors
-def tenants_load(path: Annotated[Path, typer.Argument(help="Tenants YAML file.")]) -> None:
+def tenants_load(
+    path: Annotated[Path, typer.Argument(help="Tenants YAML file.")],
+    move_numbers: Annotated[
+        bool,
+        typer.Option(
+            "--move-numbers", help="Move a phone number that another company owns to the company listing it."
+        ),
+    ] = False,
+) -> None:
     """Load (upsert) companies, phone numbers and services from a YAML file; idempotent."""
     typer.echo(f"loading {path} ...", err=True)
-    typer.echo(asyncio.run(_load_tenants(load_settings(), path)))
+    settings = load_settings()
+    require_database(settings)
+    typer.echo(asyncio.run(_load_tenants(settings, path, move_numbers=move_numbers)))

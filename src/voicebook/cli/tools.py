@@ -9,6 +9,44 @@ import typer
 
 from voicebook.cli.support import fail, load_settings, one_line_errors
 
+# The functions ``call`` can send, with their arguments (name, required, what it holds), as
+# deploy/retell/tools.json defines them for Retell; a test keeps the two in step. Written out here
+# rather than read from that file because the file is not installed with the package, and parsing it
+# (or importing the argument parser) on every ``--help`` would cost start-up time.
+FUNCTIONS: dict[str, tuple[tuple[str, bool, str], ...]] = {
+    "check_availability": (
+        ("service", True, "name or alias, e.g. Haarschnitt"),
+        ("date", False, "YYYY-MM-DD in the company's zone; default today"),
+        ("time", False, "HH:MM, the earliest time wanted"),
+    ),
+    "book_appointment": (
+        ("service", True, "name or alias"),
+        ("start", True, "YYYY-MM-DDTHH:MM wall time in the company's zone"),
+        ("name", True, "the caller's full name"),
+        ("phone", False, "default: the caller's number (--from)"),
+        ("email", False, "for the confirmation"),
+        ("notes", False, "a short sentence for the business"),
+    ),
+    "cancel_appointment": (
+        ("phone", False, "narrows the caller's own appointments"),
+        ("start", False, "YYYY-MM-DDTHH:MM, picks one of several"),
+    ),
+    "reschedule_appointment": (
+        ("phone", False, "narrows the caller's own appointments"),
+        ("start", False, "YYYY-MM-DDTHH:MM, the appointment to move"),
+        ("new_start", True, "YYYY-MM-DDTHH:MM, where to move it"),
+    ),
+}
+
+
+def functions_epilog() -> str:
+    """``call --help``'s list of functions and their arguments (``\\b`` keeps Click from rewrapping)."""
+    lines = ["\b", "Functions and their arguments (-a key=value; * required):"]
+    for name, args in FUNCTIONS.items():
+        lines.append(f"  {name}")
+        lines.extend(f"    {arg + ('*' if required else ''):<11} {text}" for arg, required, text in args)
+    return "\n".join(lines)
+
 
 @one_line_errors
 def sandbox(
@@ -60,11 +98,9 @@ def sandbox(
 
 @one_line_errors
 def call(
-    function: Annotated[
-        str, typer.Argument(help="check_availability, book_appointment, cancel_appointment, ...")
-    ],
+    function: Annotated[str, typer.Argument(help="One of the functions listed below.")],
     arg: Annotated[
-        list[str] | None, typer.Option("--arg", "-a", help="An argument as key=value; repeatable.")
+        list[str] | None, typer.Option("--arg", "-a", metavar="KEY=VALUE", help="An argument; repeatable.")
     ] = None,
     url: Annotated[str, typer.Option(help="Base URL of a running voicebook.")] = "http://127.0.0.1:8000",
     call_id: Annotated[str, typer.Option(help="Retell call id.")] = "call_cli_demo",
@@ -101,5 +137,10 @@ def call(
         typer.echo(json.dumps(response.json(), indent=2, ensure_ascii=False))
     except ValueError:
         typer.echo(response.text)
+    if response.status_code == 401:
+        raise fail(
+            f"HTTP 401: {url} refused the signature — the key in .env (VOICEBOOK_RETELL_API_KEY) must be "
+            "the one the server was started with; restart the server after changing .env"
+        )
     if response.status_code != 200:
         raise fail(f"HTTP {response.status_code}")

@@ -1,4 +1,4 @@
-"""The tables of DESIGN.md. Every guarantee is a named constraint, so it holds on all three engines."""
+"""The tables of the data model. Every guarantee is a named constraint, so it holds on all three engines."""
 
 from __future__ import annotations
 

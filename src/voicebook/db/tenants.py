@@ -1,4 +1,4 @@
-"""Load companies, phone numbers and services from the tenants YAML (DESIGN.md), idempotently.
+"""Load companies, phone numbers and services from the tenants YAML (examples/tenants.yaml), idempotently.
 
 The whole file is validated before anything is written, and written in the caller's one transaction,
 so a broken file leaves the database as it was.
@@ -149,8 +149,39 @@ def parse_tenants(path: Path) -> TenantsFile:
     return spec
 
 
-async def load_tenants(session: AsyncSession, spec: TenantsFile) -> LoadSummary:
-    """Upsert companies by slug, services by (company, name); phone numbers follow the file exactly."""
+async def _refuse_taken_numbers(session: AsyncSession, spec: TenantsFile) -> None:
+    """A number already answering for another company is not silently taken over.
+
+    The called number picks the company, so moving one hands every later call (and that company's
+    callers' appointments) to the new owner. That must be a decision (``--move-numbers``), never
+    the side effect of a copy-pasted YAML entry; checked for the whole file before anything is written.
+    """
+    wanted = {number: c.slug for c in spec.companies for number in c.phone_numbers}
+    if not wanted:
+        return
+    rows = await session.execute(
+        select(PhoneNumber.number, Company.slug)
+        .join(Company, Company.id == PhoneNumber.company_id)
+        .where(PhoneNumber.number.in_(list(wanted)))
+        .order_by(PhoneNumber.number)
+    )
+    for number, owner in rows.all():
+        if owner != wanted[number]:
+            raise TenantFileError(
+                f"phone number {number} belongs to company {owner!r}; {wanted[number]!r} cannot take it "
+                f"over — remove it from {owner!r} first, or load with --move-numbers to move it"
+            )
+
+
+async def load_tenants(
+    session: AsyncSession, spec: TenantsFile, *, move_numbers: bool = False
+) -> LoadSummary:
+    """Upsert companies by slug, services by (company, name); phone numbers follow the file exactly.
+
+    A number owned by a company is moved to another only with ``move_numbers``.
+    """
+    if not move_numbers:
+        await _refuse_taken_numbers(session, spec)
     changed = 0
     services = numbers = 0
     for cspec in spec.companies:

@@ -1,13 +1,16 @@
-"""The operator's page in one read: the hourly chart series, today's calls and appointments, recent events.
+"""The operator's page in one read: the hourly chart series, today's calls, today's and the coming two weeks'
+appointments, attempts that did not book (with their reason), recent events.
 
-"Today" is the calendar day in each company's own time zone. Grouping by hour is done in Python (see
+"Today" is the calendar day in each company's own time zone, and every time a row carries is in its
+company's zone (the page shows the zone beside it), because companies in different zones sit side by
+side. Grouping by hour is done in Python (see
 ``voicebook.reporting`` for why), and personal data is masked here, as in ``reporting.figures``.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -15,13 +18,17 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from voicebook.db.models import Appointment, Call, Company, Customer, GuardEvent, Service
+from voicebook.booking.types import AttemptState
+from voicebook.db.models import Appointment, BookingAttempt, Call, Company, Customer, GuardEvent, Service
 from voicebook.logging import mask_email, mask_phone
 from voicebook.reporting.figures import REJECTION_VERDICTS, Figures, figures
 from voicebook.reporting.windows import companies_by_id, in_window, to_utc, zone_or_utc
 
 # Verdicts that are routine and would drown the interesting ones in the event list.
 ROUTINE_VERDICTS = ("accepted",)
+UPCOMING_DAYS = 14
+# Attempt states that end without a booking; the attempt's guard_verdict says why.
+UNBOOKED_STATES = (AttemptState.FAILED, AttemptState.REJECTED)
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,19 @@ class AppointmentRow:
     attendee_email: str | None  # masked
     phone: str | None  # masked
     call_id: str | None
+
+
+@dataclass(frozen=True)
+class UnbookedAttemptRow:
+    """A booking attempt that ended without a booking: who asked for which slot, and why it failed."""
+
+    attempt_id: str
+    call_id: str
+    company: str | None
+    slot: datetime  # company zone
+    at: datetime  # when it ended, company zone
+    state: str
+    reason: str | None  # the attempt's guard_verdict: a guard phrase or a failure reason
 
 
 @dataclass(frozen=True)
@@ -135,16 +155,39 @@ async def todays_calls(
     return sorted(rows, key=lambda r: r.at)
 
 
+def _upcoming(zone: ZoneInfo, now: datetime) -> tuple[datetime, datetime]:
+    """From the end of today to the end of the ``UPCOMING_DAYS``-th day after it, in wall-clock days."""
+    _, start = _today(zone, now)
+    last = start.astimezone(zone) + timedelta(days=UPCOMING_DAYS)
+    return start, datetime(last.year, last.month, last.day, tzinfo=zone).astimezone(UTC)
+
+
+Window = Callable[[ZoneInfo, datetime], tuple[datetime, datetime]]
+
+
 async def todays_appointments(
     session: AsyncSession, *, now: datetime | None = None, company_id: int | None = None
 ) -> list[AppointmentRow]:
     """Appointments that *take place* today in each company's time zone, whenever they were booked."""
+    return await _appointments(session, _today, now=now, company_id=company_id)
+
+
+async def upcoming_appointments(
+    session: AsyncSession, *, now: datetime | None = None, company_id: int | None = None
+) -> list[AppointmentRow]:
+    """Appointments of the next ``UPCOMING_DAYS`` days after today: what a double booking would hide in."""
+    return await _appointments(session, _upcoming, now=now, company_id=company_id)
+
+
+async def _appointments(
+    session: AsyncSession, window: Window, *, now: datetime | None, company_id: int | None
+) -> list[AppointmentRow]:
     now = now or datetime.now(UTC)
     companies = await companies_by_id(session)
     rows: list[AppointmentRow] = []
     for company in _selected(companies, company_id):
         zone = zone_or_utc(company.timezone)
-        start, end = _today(zone, now)
+        start, end = window(zone, now)
         result = await session.execute(
             select(Appointment, Service.name, Customer.phone)
             .outerjoin(Service, Service.id == Appointment.service_id)
@@ -166,6 +209,42 @@ async def todays_appointments(
                 )
             )
     return sorted(rows, key=lambda r: r.start_at)
+
+
+async def unbooked_attempts(
+    session: AsyncSession,
+    start: datetime,
+    end: datetime,
+    *,
+    company_id: int | None = None,
+    limit: int = 100,
+) -> list[UnbookedAttemptRow]:
+    """Attempts created in ``[start, end)`` that ended failed or rejected, newest first, with the reason."""
+    query = (
+        select(BookingAttempt)
+        .where(*in_window(BookingAttempt.created_at, start, end), BookingAttempt.state.in_(UNBOOKED_STATES))
+        .order_by(BookingAttempt.updated_at.desc(), BookingAttempt.id.desc())
+        .limit(limit)
+    )
+    if company_id is not None:
+        query = query.where(BookingAttempt.company_id == company_id)
+    companies = await companies_by_id(session)
+    rows = []
+    for attempt in (await session.execute(query)).scalars():
+        company = companies.get(attempt.company_id)
+        zone = zone_or_utc(company.timezone if company else None)
+        rows.append(
+            UnbookedAttemptRow(
+                attempt_id=attempt.public_id,
+                call_id=attempt.call_id,
+                company=company.slug if company else None,
+                slot=attempt.start_at.astimezone(zone),
+                at=attempt.updated_at.astimezone(zone),
+                state=attempt.state,
+                reason=attempt.guard_verdict,
+            )
+        )
+    return rows
 
 
 async def recent_guard_events(
@@ -210,8 +289,10 @@ class Dashboard:
     figures: Figures  # the last 24 hours
     hourly: list[HourBucket]  # the last 48 hours
     calls: list[CallRow]
-    appointments: list[AppointmentRow]
+    appointments: list[AppointmentRow]  # today
     guard_events: list[GuardEventRow]
+    upcoming: list[AppointmentRow]  # the next UPCOMING_DAYS days after today
+    unbooked: list[UnbookedAttemptRow]  # the last 24 hours
     zone: ZoneInfo  # for the chart's hour labels: the (first) company's zone
 
 
@@ -228,4 +309,6 @@ async def dashboard(session: AsyncSession, *, now: datetime | None = None, event
         appointments=await todays_appointments(session, now=now),
         guard_events=await recent_guard_events(session, events),
         zone=zone_or_utc(first.timezone if first else None),
+        upcoming=await upcoming_appointments(session, now=now),
+        unbooked=await unbooked_attempts(session, now - timedelta(hours=24), now),
     )

@@ -4,8 +4,8 @@ Validation happens here, once, so the booking code never sees a naive datetime, 
 phone number, a start in the past or one beyond ``fields.HORIZON_DAYS`` (so no later arithmetic on it
 can overflow; the service's own, shorter booking window is the domain's check, ``booking.window``),
 and so every refusal is an ``ArgumentError`` the agent can turn into a sentence. Argument names
-follow ``DESIGN.md``; the names from Retell's own booking example (``slot_start``, ``attendee_*``)
-are accepted too, since prompts copied from Retell's templates make models use them. An
+follow ``deploy/retell/tools.json``; the names from Retell's own booking example (``slot_start``,
+``attendee_*``) are accepted too, since prompts copied from Retell's templates make models use them. An
 ``args.timezone`` is ignored on purpose: the company's zone is authoritative, and a start with an
 explicit offset already says which instant it means.
 """

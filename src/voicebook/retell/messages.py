@@ -9,12 +9,21 @@ locales fall back to English.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime, time
 from typing import Final
 from zoneinfo import ZoneInfo
 
 from voicebook.retell.errors import ArgumentError
-from voicebook.retell.phrases import INVALID, MONTHS, OR, SENTENCES, UNITS, WEEKDAYS, Lang
+from voicebook.retell.phrases import (
+    INVALID,
+    MONTHS,
+    OR,
+    SENTENCES,
+    UNITS,
+    WEEKDAYS,
+    WEEKDAYS_HABITUAL,
+    Lang,
+)
 
 MAX_SPOKEN_SLOTS: Final[int] = 3
 
@@ -95,14 +104,29 @@ def available(slots: Sequence[datetime], tz: ZoneInfo, locale: str | None) -> st
 
 
 def _with_offer(key: str, alternatives: Sequence[datetime], tz: ZoneInfo, locale: str | None) -> str:
-    head = _say(key, locale)
+    return _offer(_say(key, locale), alternatives, tz, locale)
+
+
+def slot_unavailable(alternatives: Sequence[datetime], tz: ZoneInfo, locale: str | None) -> str:
+    return _with_offer("slot_unavailable", alternatives, tz, locale)
+
+
+def _offer(head: str, alternatives: Sequence[datetime], tz: ZoneInfo, locale: str | None) -> str:
     if not alternatives:
         return f"{head} {_say('no_offer', locale)}"
     return f"{head} {_say('offer', locale, slots=spoken_slots(alternatives, tz, locale))}"
 
 
-def slot_unavailable(alternatives: Sequence[datetime], tz: ZoneInfo, locale: str | None) -> str:
-    return _with_offer("slot_unavailable", alternatives, tz, locale)
+def closed_day(day: date, alternatives: Sequence[datetime], tz: ZoneInfo, locale: str | None) -> str:
+    """The caller asked about a day the business does not open: say so, then the next open slots."""
+    head = _say("closed_day", locale, weekdays=WEEKDAYS_HABITUAL[language(locale)][day.weekday()])
+    return _offer(head, alternatives, tz, locale)
+
+
+def day_full(day: date, alternatives: Sequence[datetime], tz: ZoneInfo, locale: str | None) -> str:
+    """An open day with nothing free: about the day, not about "this time"."""
+    noon = datetime.combine(day, time(12), tz)
+    return _offer(_say("day_full", locale, day=spoken_day(noon, tz, locale)), alternatives, tz, locale)
 
 
 def rejected_duplicate(alternatives: Sequence[datetime], tz: ZoneInfo, locale: str | None) -> str:

@@ -20,6 +20,11 @@ MONTHS: Final[dict[Lang, tuple[str, ...]]] = {
     "en": ("January", "February", "March", "April", "May", "June", "July", "August", "September",
            "October", "November", "December"),
 }  # fmt: skip
+# "Sonntags haben wir geschlossen" / "We are closed on Sundays": the weekday as a habit, not a date.
+WEEKDAYS_HABITUAL: Final[dict[Lang, tuple[str, ...]]] = {
+    "de": ("Montags", "Dienstags", "Mittwochs", "Donnerstags", "Freitags", "Samstags", "Sonntags"),
+    "en": ("Mondays", "Tuesdays", "Wednesdays", "Thursdays", "Fridays", "Saturdays", "Sundays"),
+}
 OR: Final[dict[Lang, str]] = {"de": "oder", "en": "or"}
 # (singular, plural) of the units a booking window is said in.
 UNITS: Final[dict[str, dict[Lang, tuple[str, str]]]] = {
@@ -45,6 +50,14 @@ SENTENCES: Final[dict[str, dict[Lang, str]]] = {
     "slot_unavailable": {
         "de": "Dieser Termin ist leider nicht frei.",
         "en": "Sorry, that time is not available.",
+    },
+    "closed_day": {
+        "de": "{weekdays} haben wir geschlossen.",
+        "en": "We are closed on {weekdays}.",
+    },
+    "day_full": {
+        "de": "Am {day} ist leider nichts mehr frei.",
+        "en": "Sorry, there is nothing free on {day}.",
     },
     "rejected_duplicate": {
         "de": "Diesen Termin konnte ich leider nicht bestätigen.",

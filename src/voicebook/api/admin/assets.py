@@ -1,4 +1,4 @@
-"""The admin page's static files (its stylesheet), served from the package.
+"""The admin page's static files (its stylesheet and icon), served from the package.
 
 A file rather than an inline ``<style>``: the Content-Security-Policy (``api.security_headers``) then needs
 no ``'unsafe-inline'``, and an injected ``<style>`` or ``style=`` attribute does nothing. A fixed set of
@@ -15,7 +15,7 @@ from fastapi import APIRouter, HTTPException, Response
 
 router = APIRouter(tags=["admin"], include_in_schema=False)
 
-_FILES: Final = {"admin.css": "text/css; charset=utf-8"}
+_FILES: Final = {"admin.css": "text/css; charset=utf-8", "favicon.svg": "image/svg+xml"}
 _DIRECTORY: Final = Path(__file__).parent / "static"
 
 
@@ -30,3 +30,9 @@ async def asset(name: str) -> Response:
     if media_type is None:
         raise HTTPException(status_code=404)
     return Response(_read(name), media_type=media_type, headers={"Cache-Control": "public, max-age=3600"})
+
+
+@router.get("/favicon.ico")
+async def favicon() -> Response:
+    """Browsers ask for /favicon.ico whatever the page links; an icon is public and holds nothing."""
+    return await asset("favicon.svg")

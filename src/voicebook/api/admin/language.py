@@ -1,8 +1,16 @@
-"""The operator's page in German and English: its text table and the choice of language per request."""
+"""The operator's page in German and English: its text table, the choice of language per request, and
+``Formatter``: statuses, reasons, numbers and dates as a German or English reader expects them (Babel's
+CLDR data: "1,5 %" and "Di., 01.12.2026 10:00 MEZ" in German), every time with its zone.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Final
+
+from babel.dates import format_datetime
+from babel.numbers import format_decimal, format_percent
 
 LANGS: Final = ("de", "en")
 
@@ -25,6 +33,8 @@ TEXT: Final[dict[str, dict[str, str]]] = {
         "chart": "Buchungen und Abweisungen pro Stunde (48 h)",
         "today_calls": "Anrufe heute",
         "today_appointments": "Termine heute",
+        "upcoming_appointments": "Kommende Termine (14 Tage)",
+        "unbooked": "Versuche ohne Buchung (24 h)",
         "guard_events": "Guard-Ereignisse",
         "stuck": "Hängende Versuche (sent/unknown)",
         "none": "Keine.",
@@ -64,6 +74,8 @@ TEXT: Final[dict[str, dict[str, str]]] = {
         "chart": "Bookings and rejections per hour (48 h)",
         "today_calls": "Today's calls",
         "today_appointments": "Today's appointments",
+        "upcoming_appointments": "Upcoming appointments (14 days)",
+        "unbooked": "Attempts that did not book (24 h)",
         "guard_events": "Guard events",
         "stuck": "Stuck attempts (sent/unknown)",
         "none": "None.",
@@ -86,7 +98,79 @@ TEXT: Final[dict[str, dict[str, str]]] = {
         "updated": "As of",
     },
 }
-DATETIME_FORMAT: Final = {"de": "%d.%m.%Y %H:%M", "en": "%Y-%m-%d %H:%M"}
+DATETIME_FORMAT: Final = {"de": "EEE, dd.MM.yyyy HH:mm z", "en": "EEE, yyyy-MM-dd HH:mm z"}
+
+# Values stored in English (call, appointment and attempt states; attempt failure reasons), as an
+# operator reads them. Unknown values are shown as stored, never hidden.
+LABELS: Final[dict[str, dict[str, str]]] = {
+    "de": {
+        "booked": "gebucht",
+        "cancelled": "storniert",
+        "rescheduled": "verschoben",
+        "ongoing": "läuft",
+        "ended": "beendet",
+        "registered": "angemeldet",
+        "not_connected": "nicht verbunden",
+        "error": "Fehler",
+        "claimed": "angenommen",
+        "sent": "gesendet",
+        "unknown": "unklar",
+        "confirmed": "bestätigt",
+        "recorded": "erfasst",
+        "failed": "fehlgeschlagen",
+        "rejected": "abgewiesen",
+        "accepted": "angenommen",
+        "idempotent_replay": "idempotente Wiederholung",
+        "calendar_unavailable": "Kalender nicht erreichbar",
+        "reconciler_failed": "vom Abgleich aufgegeben (Frist abgelaufen)",
+        "reconciler_found": "vom Abgleich gefunden",
+        "slot_unavailable": "Termin nicht frei",
+        "STALE BOOKING DETECTED": "STALE BOOKING DETECTED (alte Buchung, Ebene 1)",
+        "CALL ID MISMATCH": "CALL ID MISMATCH (Buchung eines anderen Anrufs, Ebene 2)",
+        "DUPLICATE BOOKING ID IN DATABASE": "DUPLICATE BOOKING ID IN DATABASE (schon vergeben, Ebene 3/4)",
+        "yes": "ja",
+        "no": "nein",
+    },
+    "en": {
+        "calendar_unavailable": "calendar not reachable",
+        "reconciler_failed": "given up by the reconciler (deadline passed)",
+        "reconciler_found": "found by the reconciler",
+        "slot_unavailable": "slot not free",
+        "STALE BOOKING DETECTED": "STALE BOOKING DETECTED (an old booking, layer 1)",
+        "CALL ID MISMATCH": "CALL ID MISMATCH (another call's booking, layer 2)",
+        "DUPLICATE BOOKING ID IN DATABASE": "DUPLICATE BOOKING ID IN DATABASE (already taken, layer 3/4)",
+        "idempotent_replay": "idempotent replay",
+        "not_connected": "not connected",
+    },
+}
+
+
+@dataclass(frozen=True)
+class Formatter:
+    """What the templates call to show a value in the page's language (``fmt.when(...)`` etc.)."""
+
+    lang: str
+
+    def when(self, moment: datetime | None) -> str:
+        """Date and time in the moment's own zone (a company's), with the zone, e.g. "… 10:00 MEZ"."""
+        if moment is None:
+            return "–"
+        return format_datetime(moment, DATETIME_FORMAT[self.lang], tzinfo=moment.tzinfo, locale=self.lang)
+
+    def number(self, value: float) -> str:
+        return format_decimal(value, locale=self.lang)
+
+    def percent(self, ratio: float) -> str:
+        return format_percent(ratio, "#,##0.0 %", locale=self.lang)
+
+    def seconds(self, value: float | None) -> str:
+        return "–" if value is None else f"{format_decimal(round(value), locale=self.lang)} s"
+
+    def label(self, value: str | None) -> str:
+        """A stored status or reason in the page's language; unknown values as stored."""
+        if value is None:
+            return "–"
+        return LABELS[self.lang].get(value, value.replace("_", " ") if value.islower() else value)
 
 
 def pick_language(query: str | None, accept_language: str | None) -> str:

@@ -6,8 +6,9 @@ itself: it is ``<issued unix time>.<HMAC-SHA256(token, issued)>``, HttpOnly and 
 for ``SESSION_SECONDS``, and changing the token logs every browser out. Without a configured token the
 whole surface answers 503, so an unset variable can never mean "open to everyone".
 
-The page is rendered on the server (Jinja2, inline SVG, inline CSS): no build step, no CDN, nothing that
-breaks when the operator's network blocks third-party hosts. Personal data arrives already masked from
+The page is rendered on the server (Jinja2, inline SVG, CSS and the favicon as static files beside the
+templates; no inline script): no build step, no CDN, nothing that breaks when the operator's network
+blocks third-party hosts. Personal data arrives already masked from
 ``voicebook.reporting``.
 """
 
@@ -36,7 +37,7 @@ from voicebook.api.admin.auth import (
     session_cookie,
 )
 from voicebook.api.admin.chart import build_chart
-from voicebook.api.admin.language import DATETIME_FORMAT, TEXT, pick_language
+from voicebook.api.admin.language import TEXT, Formatter, pick_language
 from voicebook.api.deps import SessionDep
 from voicebook.api.params import CompanyId, OlderThanSeconds, WindowMoment
 from voicebook.api.parsing import parse_form
@@ -56,15 +57,11 @@ def _templates() -> Jinja2Templates:
 
 def _page(request: Request, name: str, lang: str, status_code: int, **context: Any) -> HTMLResponse:
     headers = {"Cache-Control": "no-store", **(BEARER if status_code == 401 else {})}
-    fmt = DATETIME_FORMAT[lang]
-
-    def when(moment: datetime | None) -> str:
-        return moment.strftime(fmt) if moment else "–"
-
+    fmt = Formatter(lang)
     return _templates().TemplateResponse(
         request,
         name,
-        {"t": TEXT[lang], "lang": lang, "when": when, **context},
+        {"t": TEXT[lang], "lang": lang, "fmt": fmt, "when": fmt.when, **context},
         status_code=status_code,
         headers=headers,
     )
@@ -95,6 +92,7 @@ async def admin_page(request: Request, session: SessionDep) -> HTMLResponse:
     board = await dashboard.dashboard(session)
     chart = build_chart(board.hourly, board.zone, TEXT[lang])
     return _page(request, "admin.html", lang, 200, board=board, chart=chart)
+
 
 
 @router.post(

@@ -34,6 +34,10 @@ RATE_LIMIT_WINDOW = timedelta(seconds=60)
 THROTTLED = "CustomThrottlerGuard - Too many requests. Please try again later."
 
 Handler = Callable[[Request, bool], Awaitable[Handled]]
+# Where an in-process sandbox learns event types configured after it started (the tenants in the
+# database); called only when a request names an event type the sandbox does not know.
+EventTypeSource = Callable[[], Awaitable[Iterable[SandboxEventType]]]
+_UNKNOWN_EVENT_TYPE = "Event type with id "
 
 
 class Sandbox:
@@ -53,8 +57,10 @@ class Sandbox:
         enforce_rate_limit: bool = False,
         fault_seed: int | None = None,
         event_types: Iterable[SandboxEventType] = (),
+        event_type_source: EventTypeSource | None = None,
     ) -> None:
         self.clock = clock or SandboxClock()
+        self.event_type_source = event_type_source
         self.faults = Faults(fault_seed)
         self.engine = BookingEngine(self.clock, Path(state_file) if state_file else None)
         self.webhooks = WebhookSender(webhook_url, webhook_secret, webhook_transport)
@@ -166,7 +172,12 @@ class Sandbox:
             if request.headers.get("cal-api-version") != version:
                 raise _version_error(request, version)
             skip = any(f.kind == "skip_availability" for f in fired)
-            status, body = await handler(request, skip)
+            try:
+                status, body = await handler(request, skip)
+            except ApiError as error:
+                if not await self._learn_event_types(error):
+                    raise
+                status, body = await handler(request, skip)  # the lookup failed before any change
             response: Response = JSONResponse(body, status_code=status, headers=headers)
         except ApiError as error:
             response = self._error(error, request.url.path, headers)
@@ -175,6 +186,23 @@ class Sandbox:
             if broken is not None:
                 return broken
         return response
+
+    async def _learn_event_types(self, error: ApiError) -> bool:
+        """An unknown event type id: ask the source for new ones (a company loaded while we run).
+
+        Like one Cal.com account, the sandbox then knows every event type configured so far, without a
+        restart. True when something new was learnt, so the request is worth answering again.
+        """
+        if self.event_type_source is None or error.status != 404:
+            return False
+        if not error.message.startswith(_UNKNOWN_EVENT_TYPE):
+            return False
+        learnt = False
+        for event_type in await self.event_type_source():
+            if self.engine.event_types.get(event_type.id) != event_type:
+                self.add_event_type(event_type)
+                learnt = True
+        return learnt
 
     async def _break(
         self, fault: Fault, response: Response | None, request: Request, headers: dict[str, str]

@@ -1,7 +1,8 @@
 """``/_sandbox/...``: a JSON control API so demos and black-box tests can steer a running sandbox.
 
 Mounted only with ``control_enabled=True``; otherwise these paths are plain 404s, so a sandbox
-exposed by mistake cannot be steered.
+exposed by mistake cannot be steered. When voicebook runs the sandbox in its own process (``make run``
+without a Cal.com key), ``forward_route`` makes the same paths reachable on voicebook's port.
 
     GET    /_sandbox/bookings          stored bookings (BookingOutput shape)
     DELETE /_sandbox/bookings          forget all bookings
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from voicebook.calcom.sandbox.faults import Fault
 from voicebook.calcom.sandbox.models import SandboxEventType
@@ -41,6 +43,27 @@ async def _body(request: Request) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError("body must be a JSON object")
     return data
+
+
+class _ForwardToSandbox:
+    """ASGI app: hands ``/_sandbox/...`` to the in-process sandbox the app's lifespan put on app.state."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        sandbox: Sandbox | None = getattr(scope["app"].state, "sandbox", None)
+        if sandbox is None or not sandbox.control_enabled:
+            await JSONResponse({"detail": "Not Found"}, status_code=404)(scope, receive, send)
+            return
+        await sandbox.app(dict(scope), receive, send)  # a copy: Starlette rewrites scope["app"]
+
+
+def forward_route() -> Route:
+    """The route a host app adds so the control API of its in-process sandbox is reachable."""
+    return Route(
+        "/_sandbox/{rest:path}",
+        _ForwardToSandbox(),
+        methods=["GET", "POST", "DELETE"],
+        include_in_schema=False,
+    )
 
 
 def control_routes(sandbox: Sandbox) -> list[Route]:

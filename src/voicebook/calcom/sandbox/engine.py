@@ -165,7 +165,10 @@ class BookingEngine:
         return booking, True
 
     def _mechanism_a(self, et: SandboxEventType, request: CreateInput) -> StoredBooking | None:
-        """BEHAVIOUR.md §3A: same event type, start instant and attendee → the old row, any age."""
+        """Same event type, start instant and attendee → the old row, any age.
+
+        tests/contract/data/BEHAVIOUR.md §3A.
+        """
         confirmed_by_default = not et.requires_confirmation
         if confirmed_by_default and not et.is_round_robin:
             return None

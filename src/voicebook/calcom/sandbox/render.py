@@ -122,7 +122,7 @@ def webhook_body(
     now: datetime,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The ``EventPayloadType`` subset a receiver needs (BEHAVIOUR.md §5)."""
+    """The ``EventPayloadType`` subset a receiver needs (tests/contract/data/BEHAVIOUR.md §5)."""
     host = host_of(booking, event_type)
     responses = {key: {"label": key, "value": value} for key, value in booking.responses.items()}
     payload: dict[str, Any] = {
