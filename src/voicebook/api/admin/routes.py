@@ -94,7 +94,6 @@ async def admin_page(request: Request, session: SessionDep) -> HTMLResponse:
     return _page(request, "admin.html", lang, 200, board=board, chart=chart)
 
 
-
 @router.post(
     "/admin/login",
     summary="Exchange the admin token for a session cookie",
