@@ -249,9 +249,10 @@ class TestPageAdditions:
     async def test_favicon_and_stylesheet_are_served(self, db_url: str) -> None:
         async with running_service(db_url) as env:
             icon = await env.client.get("/favicon.ico")
+            assert (await env.client.get("/admin/assets/favicon.svg")).content == icon.content
             assert icon.status_code == 200
             assert icon.headers["content-type"] == "image/svg+xml"
-            css = await env.client.get("/admin/admin.css")
+            css = await env.client.get("/admin/assets/admin.css")
             assert css.status_code == 200
             assert css.headers["content-type"].startswith("text/css")
 
