@@ -1,9 +1,9 @@
 """The booking flow: write ahead, book upstream, guard the answer, record — exactly once.
 
-This is the one place (with ``booking.changes``) that deliberately spans several transactions: the
-attempt is committed *before* Cal.com is called, so a crash, a timeout or a dead database after Cal.com
-said yes leaves a durable trace (``sent`` / ``unknown`` / ``confirmed``) that a retry or the reconciler
-finishes. The flow has two parts:
+This is the one place (with ``booking.changes``) that deliberately spans several transactions (elsewhere
+the caller owns the transaction): the attempt is committed *before* Cal.com is called, so a crash, a
+timeout or a dead database after Cal.com said yes leaves a durable trace (``sent`` / ``unknown`` /
+``confirmed``) that a retry or the reconciler finishes. The flow has two parts:
 
 1. **Claim or join** (``_claim``, ``attempts.join``): insert the attempt under its idempotency key, or
    find the one a first try made. A retry replays a final attempt, waits briefly for a live one, or takes
@@ -52,6 +52,7 @@ from voicebook.booking.types import (
     BookingRequest,
     CalendarBooking,
     GuardLayer,
+    GuardVerdict,
 )
 from voicebook.booking.window import WindowVerdict, check_window
 from voicebook.db.models import Appointment
@@ -110,7 +111,10 @@ async def book(
 ) -> outcomes.Outcome:
     flow = Flow(sessionmaker, gateway, policy, tenant, args.service)
     outcome = await _book(flow, ctx, args)
-    metrics.BOOKING_ATTEMPTS.labels(outcome="replayed" if outcome.replayed else outcome.status).inc()
+    label = "replayed" if outcome.replayed else outcome.status
+    if outcome.reason == "attempt_conflict":
+        label = "conflict"
+    metrics.BOOKING_ATTEMPTS.labels(outcome=label).inc()
     return outcome
 
 
@@ -331,6 +335,18 @@ async def _replay_recorded(flow: Flow, attempt: Attempt) -> outcomes.Outcome:
         return outcomes.Outcome(AnswerStatus.IN_PROGRESS, reason="record_missing")
     if appointment.status != AppointmentStatus.BOOKED:
         return outcomes.Outcome(AnswerStatus.IN_PROGRESS, reason="changed_meanwhile")
+    async with flow.sessionmaker() as session, session.begin():
+        # One source for replays: the page, ``voicebook report`` and /metrics all count this row.
+        audit.guard_event(
+            session,
+            layer=GuardLayer.ATTEMPT,
+            verdict=GuardVerdict.IDEMPOTENT_REPLAY,
+            reason="retried call answered from its recorded attempt",
+            call_id=attempt.call_id,
+            attempt_id=attempt.public_id,
+            company_id=attempt.company_id,
+            calcom_booking_uid=appointment.calcom_booking_uid,
+        )
     return _booked(flow, appointment, replayed=True)
 
 
@@ -479,4 +495,6 @@ async def _record(
             AnswerStatus.REJECTED_DUPLICATE, alternatives=await flow.alternatives(attempt.start_at)
         )
     log.info("booking.recorded", calcom_booking_uid=booking.uid)
-    return _booked(flow, recorded.appointment, replayed=recorded.replayed)
+    # Cal.com handing back our own earlier booking is a replay too (its guard event says so).
+    replayed = recorded.replayed or (verdict_event or {}).get("verdict") == GuardVerdict.IDEMPOTENT_REPLAY
+    return _booked(flow, recorded.appointment, replayed=replayed)

@@ -66,6 +66,7 @@ class GuardLayer(StrEnum):
     CONSTRAINT = "layer4"
     DISABLED = "disabled"  # duplicate prevention switched off
     RECONCILER = "reconciler"
+    ATTEMPT = "attempt"  # a retried call answered from its recorded attempt (an idempotent replay)
 
 
 class GuardVerdict(StrEnum):

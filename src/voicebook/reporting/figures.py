@@ -89,9 +89,9 @@ async def figures(
 ) -> Figures:
     """Booking health for ``[start, end)`` (by each row's ``created_at``), optionally for one company.
 
-    ``idempotent_replays`` counts replays the guards recorded (Cal.com or the database handed back this
-    call's own booking); a retried function call answered straight from its saved attempt leaves no row
-    and shows up only in ``voicebook_booking_attempts_total{outcome="replayed"}``.
+    ``idempotent_replays`` counts every replay: Cal.com or the database handing back this call's own
+    booking, and a retried function call answered from its recorded attempt. Each writes one
+    ``guard_events`` row and counts once in ``voicebook_booking_attempts_total{outcome="replayed"}``.
     """
 
     def scoped(
