@@ -1,5 +1,5 @@
 # The README's two commands: `make run` and `make test`. Both call scripts/ so local and CI cannot drift.
-.PHONY: run test check bench install
+.PHONY: run test check bench install mutation
 
 run:
 	@sh scripts/serve
@@ -15,3 +15,7 @@ install:
 
 bench:
 	@sh scripts/bench
+
+# Not part of `make test`: minutes long; see docs/TESTING.md.
+mutation:
+	@sh scripts/mutation

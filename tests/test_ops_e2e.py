@@ -243,6 +243,12 @@ def test_function_call_metrics_add_up_over_two_workers(tmp_path: Path) -> None:
         served(tmp_path, "--workers", "2", **calcom) as server,
         httpx.Client(base_url=server.base_url, timeout=30) as client,
     ):
+        # /readyz answers once one worker is up; on a loaded machine the second one can take seconds
+        # longer, and calls sent before it listens all land on the first (nothing spread, nothing proven).
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while server.log.read_text().count("Started server process") < 2:
+            assert time.monotonic() < deadline, f"second worker never started:\n{server.log.read_text()}"
+            time.sleep(0.2)
         calls = 0
         for i in range(6):
             raw, headers = signed_call(

@@ -45,6 +45,7 @@ class InsertOrGet(NamedTuple):
 
 
 def is_mysql(session: AsyncSession) -> bool:
+    """MariaDB and MySQL share InnoDB's REPEATABLE READ snapshots, hence :func:`latest_committed`."""
     return session.get_bind().dialect.name in ("mysql", "mariadb")
 
 
