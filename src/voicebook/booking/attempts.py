@@ -36,6 +36,7 @@ import structlog
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from voicebook.booking.policy import BookingPolicy
 from voicebook.booking.types import AttemptState, Intent
 from voicebook.db.models import BookingAttempt
 from voicebook.db.queries import insert_or_get, latest_committed
@@ -213,25 +214,20 @@ async def take_over(session: AsyncSession, attempt: Attempt, now: datetime, lock
 
 
 async def join(
-    sessionmaker: async_sessionmaker[AsyncSession],
-    attempt: Attempt,
-    *,
-    clock: Callable[[], datetime],
-    lock_seconds: float,
-    wait_seconds: float,
+    sessionmaker: async_sessionmaker[AsyncSession], attempt: Attempt, policy: BookingPolicy
 ) -> Attempt | None:
     """A retry of a known attempt: a final one is returned to be replayed, a dead or failed one taken
     over (returned held), a live one awaited for up to ``wait_seconds``; None when it is still in flight.
     """
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait_seconds
+    deadline = loop.time() + policy.wait_in_flight_seconds
     while True:
         if attempt.state in (S.RECORDED, S.REJECTED):
             return attempt
-        now = clock()
+        now = policy.clock()
         if attempt.state == S.FAILED or attempt.lock_expired(now):
             async with sessionmaker() as session, session.begin():
-                took = await take_over(session, attempt, now, lock_seconds)
+                took = await take_over(session, attempt, now, policy.lock_seconds)
             if took:
                 log.info("attempt.taken_over", previous_state=attempt.state)
                 async with sessionmaker() as session:

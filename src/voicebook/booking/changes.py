@@ -234,13 +234,7 @@ async def change(run: Change, ctx: CallContext, request: ChangeRequest) -> outco
     structlog.contextvars.bind_contextvars(attempt_id=attempt.public_id)
     if not created:
         run.service = run.service or await _service_name(run, attempt)
-        joined = await attempts.join(
-            run.sessionmaker,
-            attempt,
-            clock=run.policy.clock,
-            lock_seconds=run.policy.lock_seconds,
-            wait_seconds=run.policy.wait_in_flight_seconds,
-        )
+        joined = await attempts.join(run.sessionmaker, attempt, run.policy)
         if joined is None:
             return outcomes.Outcome(AnswerStatus.IN_PROGRESS, reason="change_in_flight")
         attempt = joined

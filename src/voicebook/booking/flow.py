@@ -143,13 +143,7 @@ async def _book(flow: Flow, ctx: CallContext, args: BookArgs) -> outcomes.Outcom
     if created:
         log.info("attempt.claimed", call_id=ctx.call_id)
     else:
-        joined = await attempts.join(
-            flow.sessionmaker,
-            attempt,
-            clock=flow.policy.clock,
-            lock_seconds=flow.policy.lock_seconds,
-            wait_seconds=flow.policy.wait_in_flight_seconds,
-        )
+        joined = await attempts.join(flow.sessionmaker, attempt, flow.policy)
         if joined is None:
             return outcomes.Outcome(AnswerStatus.IN_PROGRESS, reason="in_flight")
         attempt = joined

@@ -1,15 +1,7 @@
-"""Resolving one open attempt the reconciler has claimed: record its booking, leave it open, or fail it.
-
-- ``confirmed`` with a uid: fetch the booking and record it (``record_booking``: layers 3/4 apply);
-- ``sent`` / ``unknown`` (or a ``confirmed`` whose booking vanished): look the booking up by attendee
-  e-mail and time, keep only those whose ``metadata.attempt_id`` is this attempt's (that proves
-  ownership, so the freshness/ownership guards are not needed), move to ``confirmed`` and record;
-  nothing found and first sent more than ``deadline_seconds`` ago → ``failed``;
-- ``claimed`` with an expired lock: the flow died before marking it ``sent``, so Cal.com was never
-  asked; → ``failed`` at once (a retried call may take a failed attempt over);
-- a lookup that fails or times out leaves the attempt open for the next pass.
-
-See ``voicebook.booking.reconcile`` for the whole design.
+"""Step 1 of a pass: resolve one open attempt the reconciler has leased (the rules are in the package
+docstring, ``voicebook.booking.reconcile``). A booking attempt is recorded, left open or failed; a cancel
+or reschedule attempt is applied as Cal.com did it (``changes.look_up_change``) or failed after the
+deadline, which frees the appointment's hold.
 """
 
 from __future__ import annotations
