@@ -79,17 +79,17 @@ async def assert_rows_agree_with_sandbox(env: Env) -> None:
 def mentions(body: dict[str, Any], start: str, uid: str) -> bool:
     """Does any field of the answer (message, alternatives, options, appointment) name this appointment?"""
     text = json.dumps(body, ensure_ascii=False)
-    hhmm = start[11:16]
-    return uid in text or hhmm in text or when(start).isoformat() in text
+    spoken = f"{int(start[11:13])}:{start[14:16]} Uhr"  # as the German sentences say it
+    return any(s in text for s in (uid, start[11:16], spoken, when(start).isoformat()))
 
 
 # --- case 1: ownership ---------------------------------------------------------------------------------
 
 
 async def test_stranger_naming_the_victims_phone_sees_cancels_and_moves_nothing(db_url: str) -> None:
-    """Pins ``changes.owner_condition``/``owned_appointments``: the ``phone`` argument only narrows the
-    signed caller's own set. Verified: with ``conditions.append(owner_condition(ctx))`` removed from
-    ``owned_appointments`` the stranger's cancel lists / cancels the victim's appointment and this fails."""
+    """Pins ``changes.owned_appointments``: the ``phone`` argument only narrows the signed caller's own
+    set. Verified failing with ``owner_condition(ctx)`` dropped from its conditions (the stranger is
+    answered ``ambiguous`` naming the victim's two appointments)."""
     async with service(db_url) as env:
         start = weekday_at(10, 30)
         victim = await book(env, start, email="vera@example.com", call_id="call_victim", from_number=VICTIM)
@@ -127,9 +127,10 @@ async def test_stranger_naming_the_victims_phone_sees_cancels_and_moves_nothing(
 
 
 async def test_booking_that_names_anothers_phone_never_overwrites_their_customer_row(db_url: str) -> None:
-    """Pins ``tenancy.ensure_customer``: only the signed caller ID finds a customer, and a found row's
-    name/e-mail are only filled, never overwritten. Verified: making ``ensure_customer`` key on the
-    ``phone`` argument (as before) or dropping the ``getattr(got.row, k) is None`` filter fails this."""
+    """Pins ``tenancy.ensure_customer``: only the signed caller ID finds a customer; a found row's
+    name/e-mail are only filled in, never overwritten. Verified failing with the ``getattr(got.row, k) is
+    None`` filter dropped (the stored name becomes "V. O.") and with ``flow._claim`` passing the ``phone``
+    argument instead of ``ctx.caller_e164`` (the stranger's details land on the victim's row)."""
     async with service(db_url) as env:
         first = await book(
             env, weekday_at(10), email="vera@example.com", call_id="call_victim", from_number=VICTIM
@@ -208,9 +209,13 @@ async def test_args_only_bodies_act_only_on_appointments_booked_under_that_call_
     "caller_id", ["anonymous", "sip:+4930123@pbx.example.com;user=phone", None, "", "+49301"]
 )
 async def test_withheld_caller_owns_only_what_its_call_booked(db_url: str, caller_id: str | None) -> None:
-    """Pins ``owner_condition``'s ``caller_e164 is None`` branch and ``ensure_customer``'s refusal: no
-    customer row, and a second anonymous call cannot see the first's appointment."""
+    """Pins ``changes.owner_condition``'s ``caller_e164 is None`` branch and ``ensure_customer``'s
+    refusal: no customer row, and a second anonymous call sees neither the first's appointment nor a
+    named customer's. Verified failing with that branch returning ``or_(booked_here, Customer.phone
+    .is_not(None))`` (the anonymous call cancels the named customer's 9:00)."""
     async with service(db_url) as env:
+        named = await book(env, weekday_at(9), call_id="call_named", from_number=VICTIM)
+        assert named["status"] == "booked", named
         start = weekday_at(10, 30)
         first = await book(env, start, call_id="call_anon_1", from_number=caller_id)  # type: ignore[arg-type]
         assert first["status"] == "booked", first
@@ -220,15 +225,18 @@ async def test_withheld_caller_owns_only_what_its_call_booked(db_url: str, calle
             seen = await ask(env, "cancel_appointment", args, **second_kw)
             assert seen["status"] == "not_found", seen
             assert not mentions(seen, start, uid), seen
+            assert not mentions(seen, weekday_at(9), named["appointment"]["calcom_booking_uid"]), seen
         moved = await ask(env, "reschedule_appointment", {"new_start": weekday_at(14)}, **second_kw)
         assert moved["status"] == "not_found", moved
-        assert [b.status for b in env.sandbox.bookings] == ["accepted"]
+        assert [b.status for b in env.sandbox.bookings] == ["accepted", "accepted"]
 
         own = await ask(env, "cancel_appointment", {}, call_id="call_anon_1", from_number=caller_id)
         assert own["status"] == "cancelled", own
-        assert [b.status for b in env.sandbox.bookings] == ["cancelled"]
+        assert own["appointment"]["calcom_booking_uid"] == uid
+        assert [b.status for b in env.sandbox.bookings] == ["accepted", "cancelled"]
         async with env.sessionmaker() as session:
-            assert (await session.execute(select(func.count()).select_from(Customer))).scalar_one() == 0
+            phones = (await session.execute(select(Customer.phone))).scalars().all()
+            assert phones == [VICTIM]  # the anonymous calls made no customer row
             stored = (
                 await session.execute(select(Call.from_number).where(Call.retell_call_id == "call_anon_1"))
             ).scalar_one()
@@ -239,9 +247,8 @@ async def test_withheld_caller_owns_only_what_its_call_booked(db_url: str, calle
 
 
 async def test_book_cancel_book_again_is_a_new_live_booking(db_url: str) -> None:
-    """Pins ``flow._claim``'s generation loop / ``_booked_and_gone``. Verified: with ``_booked_and_gone``
-    returning False the second book replays the cancelled uid (``booked`` for a cancelled booking) or
-    answers in_progress, and this fails."""
+    """Pins ``flow._booked_and_gone`` (the rebook generation in ``flow._claim``). Verified failing with
+    it returning False: the second book joins the cancelled attempt and answers in_progress."""
     async with service(db_url) as env:
         start = weekday_at(10)
         first = await book(env, start)
@@ -265,7 +272,9 @@ async def test_book_cancel_book_again_is_a_new_live_booking(db_url: str) -> None
 
 @pytest.mark.parametrize("first", ["cancel", "reschedule"])
 async def test_concurrent_cancel_and_reschedule_end_in_step_with_calcom(db_url: str, first: str) -> None:
-    """Pins the appointment hold (``changes._hold``): one change wins, the other answers from it."""
+    """Pins the appointment hold (``changes._hold``): one change wins, the other answers from it.
+    Verified failing with ``held = await _hold(run, attempt)`` replaced by ``held = None``: the row ends
+    ``cancelled`` while the moved booking is live in Cal.com (the issue's case 3)."""
     async with service(db_url) as env:
         start, target = weekday_at(10), weekday_at(14)
         booked = await book(env, start)
@@ -294,9 +303,10 @@ async def test_concurrent_cancel_and_reschedule_end_in_step_with_calcom(db_url: 
 async def test_503_after_store_is_booked_and_never_cancelled_by_the_reconciler(
     db_url: str, lookup_fails: bool
 ) -> None:
-    """Pins the 5xx-is-ambiguous rule and the orphan grace. Verified: with ``orphan_grace_seconds``'s
-    condition removed from ``reconcile_once``'s orphan query nothing changes here (the attempt is
-    recorded), but making the client treat 503 as "nothing happened" answers slot_unavailable."""
+    """Pins the 5xx-after-send-is-ambiguous rule (``calcom.transport.RETRYABLE_WRITE_STATUSES``) and the
+    reconciler leaving a booking of a recordable attempt alone. Verified failing with 503 added to
+    ``RETRYABLE_WRITE_STATUSES`` (the client re-sends, meets its own booking as busy:
+    slot_unavailable)."""
     async with service(db_url) as env:
         env.sandbox.faults.inject("http_error", "bookings.create", phase="after", status=503)
         if lookup_fails:
@@ -323,7 +333,8 @@ async def test_503_after_store_is_booked_and_never_cancelled_by_the_reconciler(
 
 
 async def test_cancel_without_start_and_two_appointments_is_ambiguous_naming_both(db_url: str) -> None:
-    """Pins ``changes._pick``'s several-matches branch and the ``ambiguous`` rendering."""
+    """Pins ``changes._pick``'s several-matches branch and the ``ambiguous`` rendering. Verified failing
+    with that branch disabled (the first appointment is cancelled)."""
     async with service(db_url) as env:
         a, b = weekday_at(10, 30), weekday_at(11, 30)
         assert (await book(env, a))["status"] == "booked"
@@ -341,8 +352,8 @@ async def test_cancel_without_start_and_two_appointments_is_ambiguous_naming_bot
 
 
 async def test_moving_an_appointment_to_its_own_time_is_a_no_op(db_url: str) -> None:
-    """Pins ``changes._refusal``'s same-time branch. Verified: without it the move is sent to Cal.com
-    (the sandbox refuses the slot as busy, or a new uid comes back) and this fails."""
+    """Pins ``changes._refusal``'s same-time branch. Verified failing without it (the move goes to
+    Cal.com and comes back with a new uid)."""
     async with service(db_url) as env:
         start = weekday_at(10)
         uid = (await book(env, start))["appointment"]["calcom_booking_uid"]
@@ -360,8 +371,8 @@ async def test_moving_an_appointment_to_its_own_time_is_a_no_op(db_url: str) -> 
 async def test_cancel_of_a_booking_already_cancelled_in_calcom_converges_and_says_cancelled(
     db_url: str,
 ) -> None:
-    """Pins ``changes._refused``'s already-cancelled branch. Verified: without it the caller hears
-    "calendar refused" (upstream_error) and the row stays booked."""
+    """Pins ``changes._refused``'s already-cancelled branch. Verified failing without it (the caller
+    hears upstream_error "calendar refused")."""
     async with service(db_url) as env:
         start = weekday_at(10)
         uid = (await book(env, start))["appointment"]["calcom_booking_uid"]
@@ -408,7 +419,8 @@ async def test_five_identical_concurrent_reschedules_agree_and_move_once(db_url:
 
 
 async def test_ten_times_two_slots_in_one_call_are_all_booked_never_upstream_error(db_url: str) -> None:
-    """Pins the insert-or-nothing read-back (READ COMMITTED / locking read) on MariaDB."""
+    """Pins ``db.queries.latest_committed`` (the locking read-back after ``INSERT IGNORE`` on MariaDB).
+    Verified failing on MariaDB with it returning the plain statement (several answers upstream_error)."""
     async with service(db_url) as env:
         a, b = weekday_at(10), weekday_at(11)
         bodies = await asyncio.gather(*[book(env, s, name="Eva Schmidt") for s in [a, b] * 10])
@@ -430,6 +442,7 @@ async def test_start_beyond_the_services_max_days_ahead_is_refused_before_calcom
             await session.execute(
                 update(Service).where(Service.name == "Haarschnitt").values(max_days_ahead=30)
             )
+        # Verified failing with the window check in ``flow._book`` removed (booked 40 days ahead).
         body = await book(env, weekday_at(10, days_ahead=40))
         assert (body["ok"], body["status"]) == (False, "invalid_input"), body
         assert "30 Tage" in body["message"], body["message"]
