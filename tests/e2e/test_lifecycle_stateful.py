@@ -1,0 +1,330 @@
+"""Issue 13, the property-based stateful test: random interleavings of the appointment's whole life.
+
+Three callers (two with a signed E.164 caller ID, one ``anonymous``) book, retry (the same request
+again), cancel, reschedule and rebook over signed HTTP, while Cal.com (the sandbox) cancels or moves
+bookings by itself (with or without delivering its webhook) and reconciler passes run. After every step:
+
+- nobody sees or changes an appointment they do not own: an answer names (uid, options, spoken time)
+  only appointments of the asking call's owner set, and every other caller's rows are unchanged;
+- never two live local appointments for one uid;
+- no answer ``booked`` for a booking that is not live in the sandbox at that moment;
+- after a reconciler pass, the live local appointments are exactly the live sandbox bookings.
+
+One service per database serves every example; each example starts from empty booking tables and an
+empty sandbox, and has at most 8 steps, so 200 examples per database stay within the time budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import delete, select
+from tests.e2e.harness import CALCOM_SECRET, Env, running_service
+from tests.faults.scene import reconcile, weekday_at
+
+from voicebook.booking.tenancy import e164_or_none
+from voicebook.calcom.sandbox import SIGNATURE_HEADER, StoredBooking, sign
+from voicebook.calcom.sandbox.render import webhook_body
+from voicebook.db.models import (
+    Appointment,
+    AppointmentDuplicateArchive,
+    BookingAttempt,
+    Call,
+    Customer,
+    GuardEvent,
+)
+
+BERLIN = ZoneInfo("Europe/Berlin")
+CALLERS = ("+491701111111", "+491702222222", "anonymous")
+SLOTS = ((10, 0), (10, 30), (11, 0), (11, 30))
+EXAMPLES = 200
+STATE_TABLES = (GuardEvent, AppointmentDuplicateArchive, Appointment, BookingAttempt, Call, Customer)
+
+
+# --- the operations ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Book:
+    caller: int
+    slot: int
+
+
+@dataclass(frozen=True)
+class Retry:
+    caller: int
+
+
+@dataclass(frozen=True)
+class Cancel:
+    caller: int
+    slot: int | None
+
+
+@dataclass(frozen=True)
+class Reschedule:
+    caller: int
+    slot: int | None
+    to: int
+
+
+@dataclass(frozen=True)
+class NewCall:
+    caller: int
+
+
+@dataclass(frozen=True)
+class CalcomCancel:
+    pick: int
+    webhook: bool
+
+
+@dataclass(frozen=True)
+class CalcomMove:
+    pick: int
+    to: int
+    webhook: bool
+
+
+@dataclass(frozen=True)
+class Reconcile:
+    pass
+
+
+callers = st.integers(0, len(CALLERS) - 1)
+slots = st.integers(0, len(SLOTS) - 1)
+OPERATIONS = st.one_of(
+    st.builds(Book, callers, slots),
+    st.builds(Book, callers, slots),
+    st.builds(Retry, callers),
+    st.builds(Cancel, callers, st.none() | slots),
+    st.builds(Reschedule, callers, st.none() | slots, slots),
+    st.builds(NewCall, callers),
+    st.builds(CalcomCancel, st.integers(0, 7), st.booleans()),
+    st.builds(CalcomMove, st.integers(0, 7), slots, st.booleans()),
+    st.just(Reconcile()),
+)
+
+
+# --- one example ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Row:
+    id: int
+    uid: str
+    status: str
+    start: datetime
+    call_id: str | None
+    phone: str | None
+
+
+@dataclass
+class Caller:
+    number: str
+    call_id: str
+    last: tuple[str, dict[str, Any]] | None = None
+
+    @property
+    def e164(self) -> str | None:
+        return e164_or_none(self.number)
+
+    def owns(self, row: Row) -> bool:
+        """The ownership contract: booked in this call, or the customer's phone is the signed caller ID."""
+        return row.call_id == self.call_id or (self.e164 is not None and row.phone == self.e164)
+
+
+@dataclass
+class Example:
+    env: Env
+    starts: list[str]
+    callers: list[Caller]
+    calls: Iterator[int]
+    log: list[str] = field(default_factory=list)
+
+    def slot(self, index: int) -> str:
+        return self.starts[index]
+
+    async def rows(self) -> dict[int, Row]:
+        async with self.env.sessionmaker() as session:
+            result = await session.execute(
+                select(Appointment, Customer.phone).outerjoin(
+                    Customer, Customer.id == Appointment.customer_id
+                )
+            )
+            return {
+                a.id: Row(a.id, a.calcom_booking_uid, a.status, a.start_at, a.call_id, phone)
+                for a, phone in result.all()
+            }
+
+    def live_upstream(self) -> set[str]:
+        return {b.uid for b in self.env.sandbox.bookings if b.status in ("accepted", "pending")}
+
+    async def run(self, op: object) -> None:
+        self.log.append(repr(op))
+        if isinstance(op, NewCall):
+            caller = self.callers[op.caller]
+            caller.call_id, caller.last = f"call_{next(self.calls)}", None
+        elif isinstance(op, Book | Retry | Cancel | Reschedule):
+            await self.caller_step(op)
+        elif isinstance(op, CalcomCancel | CalcomMove):
+            await self.calcom_step(op)
+        else:
+            await reconcile(self.env)
+            rows = await self.rows()
+            live_local = {r.uid for r in rows.values() if r.status == "booked"}
+            assert live_local == self.live_upstream(), ("after reconcile", rows, self.env.sandbox.bookings)
+        await self.check_unique_live()
+
+    async def caller_step(self, op: Book | Retry | Cancel | Reschedule) -> None:
+        caller = self.callers[op.caller]
+        if isinstance(op, Retry):
+            if caller.last is None:
+                return
+            function, args = caller.last
+        elif isinstance(op, Book):
+            function = "book_appointment"
+            args = {"service": "Haarschnitt", "start": self.slot(op.slot), "name": f"Kunde {op.caller}"}
+        elif isinstance(op, Cancel):
+            function = "cancel_appointment"
+            args = {} if op.slot is None else {"start": self.slot(op.slot)}
+        else:
+            function = "reschedule_appointment"
+            args = {"new_start": self.slot(op.to)}
+            if op.slot is not None:
+                args["start"] = self.slot(op.slot)
+        caller.last = (function, args)
+        before = await self.rows()
+        response = await self.env.call(function, args, call_id=caller.call_id, from_number=caller.number)
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        self.log.append(f"  -> {body['status']} {(body.get('appointment') or {}).get('calcom_booking_uid')}")
+        after = await self.rows()
+        assert body["status"] != "upstream_error", body
+        self.check_owned_answer(caller, args, body, after)
+        self.check_others_unchanged(caller, before, after)
+        if body["status"] == "booked":
+            uid = body["appointment"]["calcom_booking_uid"]
+            assert uid in self.live_upstream(), ("told booked, not live in Cal.com", body)
+
+    def check_owned_answer(
+        self, caller: Caller, args: dict[str, Any], body: dict[str, Any], rows: dict[int, Row]
+    ) -> None:
+        by_uid = {r.uid: r for r in rows.values()}
+        uid = (body.get("appointment") or {}).get("calcom_booking_uid")
+        if uid is not None:
+            assert uid in by_uid, ("answer names an unknown uid", body)
+            assert caller.owns(by_uid[uid]), ("answer names another caller's appointment", body)
+        own_starts = {r.start for r in rows.values() if caller.owns(r)}
+        for option in body.get("options") or []:
+            assert datetime.fromisoformat(option) in own_starts, ("option not the caller's", body)
+        offered = (body.get("alternatives") or []) + (body.get("slots") or [])
+        said = {datetime.fromisoformat(t) for t in offered}
+        asked = [args[k] for k in ("start", "new_start") if k in args]
+        said |= {datetime.fromisoformat(v).replace(tzinfo=BERLIN) for v in asked}
+        foreign = {r.start for r in rows.values() if not caller.owns(r)} - own_starts - said
+        message = body.get("message") or ""
+        for start in foreign:
+            local = start.astimezone(BERLIN)
+            assert f"{local.hour}:{local.minute:02d} Uhr" not in message, ("names a foreign time", body)
+        text = json.dumps(body)
+        for row in rows.values():
+            if not caller.owns(row):
+                assert row.uid not in text, ("names a foreign uid", body)
+
+    def check_others_unchanged(self, caller: Caller, before: dict[int, Row], after: dict[int, Row]) -> None:
+        for row_id, row in before.items():
+            if row.call_id is None or caller.owns(row):
+                continue
+            assert after.get(row_id) == row, ("another caller's appointment changed", row, after.get(row_id))
+
+    async def calcom_step(self, op: CalcomCancel | CalcomMove) -> None:
+        sandbox = self.env.sandbox
+        live = sorted(
+            (b for b in sandbox.bookings if b.status in ("accepted", "pending")), key=lambda b: b.id
+        )
+        if not live:
+            return
+        booking = live[op.pick % len(live)]
+        if isinstance(op, CalcomCancel):
+            sandbox.engine.cancel(booking.uid, "cancelled by the salon")
+            changed, trigger = booking, "BOOKING_CANCELLED"
+        else:
+            target = datetime.fromisoformat(self.slot(op.to)).replace(tzinfo=BERLIN)
+            if target == booking.start or any(b.start == target for b in live):
+                return
+            changed, _ = sandbox.engine.reschedule(booking.uid, target, "moved by the salon")
+            trigger = "BOOKING_RESCHEDULED"
+        self.log.append(f"  calcom {trigger} {booking.uid} -> {changed.uid}")
+        if op.webhook:
+            await self.webhook(trigger, changed)
+
+    async def webhook(self, trigger: str, booking: StoredBooking) -> None:
+        sandbox = self.env.sandbox
+        event = webhook_body(
+            trigger, booking, sandbox.engine.event_type(booking.event_type_id), sandbox.clock.now()
+        )
+        raw = json.dumps(event, separators=(",", ":")).encode()
+        headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(raw, CALCOM_SECRET)}
+        response = await self.env.client.post("/calcom/webhook", content=raw, headers=headers)
+        assert response.status_code < 500, response.text
+
+    async def check_unique_live(self) -> None:
+        live = [r.uid for r in (await self.rows()).values() if r.status == "booked"]
+        assert len(live) == len(set(live)), ("two live appointments for one uid", live)
+
+
+async def reset(env: Env) -> None:
+    async with env.sessionmaker() as session, session.begin():
+        for table in STATE_TABLES:
+            await session.execute(delete(table))
+    env.sandbox.engine.clear_bookings()
+    env.sandbox.faults.clear()
+
+
+def test_lifecycle_interleavings_keep_every_guarantee(db_url: str) -> None:
+    runner = asyncio.Runner()
+    service = running_service(db_url, reconcile_interval_seconds=0)
+    env = runner.run(service.__aenter__())
+    starts = [weekday_at(h, m) for h, m in SLOTS]
+    counter = iter(range(10**9))
+    timings: list[tuple[float, int]] = []
+
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+    @given(st.lists(OPERATIONS, min_size=1, max_size=8))
+    def interleaving(operations: list[object]) -> None:
+        async def example() -> None:
+            await reset(env)
+            run = Example(env, starts, [Caller(n, f"call_{next(counter)}") for n in CALLERS], counter)
+            try:
+                for op in operations:
+                    await run.run(op)
+            except AssertionError as exc:
+                raise AssertionError("\n".join([str(exc), *run.log])) from exc
+
+        began = time.perf_counter()
+        runner.run(example())
+        timings.append((time.perf_counter() - began, len(operations)))
+
+    try:
+        interleaving()
+    finally:
+        slow = sorted(timings, reverse=True)[:5]
+        print(f"examples={len(timings)} total={sum(t for t, _ in timings):.1f}s slowest={slow}")
+        runner.run(service.__aexit__(None, None, None))
+        runner.close()
