@@ -11,17 +11,18 @@ bookings by itself (with or without delivering its webhook) and reconciler passe
 - after a reconciler pass, the live local appointments are exactly the live sandbox bookings.
 
 One service per database serves every example; each example starts from empty booking tables and an
-empty sandbox, and has at most 8 steps, so 200 examples per database stay within the time budget.
+empty sandbox, and has at most ``MAX_STEPS`` steps, so 200 examples per database stay within the time budget.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -29,11 +30,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, select
 from tests.e2e.harness import CALCOM_SECRET, Env, running_service
-from tests.faults.scene import reconcile, weekday_at
+from tests.faults.scene import weekday_at
 
+from voicebook.booking.policy import BookingPolicy
+from voicebook.booking.ports import CalendarGateway
+from voicebook.booking.reconcile.driver import reconcile_once
 from voicebook.booking.tenancy import e164_or_none
+from voicebook.bootstrap import booking_policy, sandbox_gateway
 from voicebook.calcom.sandbox import SIGNATURE_HEADER, StoredBooking, sign
 from voicebook.calcom.sandbox.render import webhook_body
+from voicebook.db.base import utc_now
 from voicebook.db.models import (
     Appointment,
     AppointmentDuplicateArchive,
@@ -47,6 +53,7 @@ BERLIN = ZoneInfo("Europe/Berlin")
 CALLERS = ("+491701111111", "+491702222222", "anonymous")
 SLOTS = ((10, 0), (10, 30), (11, 0), (11, 30))
 EXAMPLES = 200
+MAX_STEPS = 6  # short examples keep 200 per database within the time budget
 STATE_TABLES = (GuardEvent, AppointmentDuplicateArchive, Appointment, BookingAttempt, Call, Customer)
 
 
@@ -149,7 +156,11 @@ class Example:
     starts: list[str]
     callers: list[Caller]
     calls: Iterator[int]
+    gateway: CalendarGateway
+    policy: BookingPolicy
     log: list[str] = field(default_factory=list)
+    current: dict[int, Row] = field(default_factory=dict)  # the rows after the last step
+    spent: dict[str, float] = field(default_factory=dict)
 
     def slot(self, index: int) -> str:
         return self.starts[index]
@@ -171,19 +182,24 @@ class Example:
 
     async def run(self, op: object) -> None:
         self.log.append(repr(op))
+        began = time.perf_counter()
         if isinstance(op, NewCall):
             caller = self.callers[op.caller]
             caller.call_id, caller.last = f"call_{next(self.calls)}", None
         elif isinstance(op, Book | Retry | Cancel | Reschedule):
             await self.caller_step(op)
         elif isinstance(op, CalcomCancel | CalcomMove):
-            await self.calcom_step(op)
+            if await self.calcom_step(op):
+                self.current = await self.rows()
         else:
-            await reconcile(self.env)
-            rows = await self.rows()
-            live_local = {r.uid for r in rows.values() if r.status == "booked"}
-            assert live_local == self.live_upstream(), ("after reconcile", rows, self.env.sandbox.bookings)
-        await self.check_unique_live()
+            await reconcile_once(self.env.sessionmaker, self.gateway, self.policy, owner="stateful-test")
+            self.current = await self.rows()
+            live_local = {r.uid for r in self.current.values() if r.status == "booked"}
+            assert live_local == self.live_upstream(), ("after reconcile", self.current, self.live_upstream())
+        live = [r.uid for r in self.current.values() if r.status == "booked"]
+        assert len(live) == len(set(live)), ("two live appointments for one uid", live)
+        kind = type(op).__name__
+        self.spent[kind] = self.spent.get(kind, 0.0) + time.perf_counter() - began
 
     async def caller_step(self, op: Book | Retry | Cancel | Reschedule) -> None:
         caller = self.callers[op.caller]
@@ -203,12 +219,12 @@ class Example:
             if op.slot is not None:
                 args["start"] = self.slot(op.slot)
         caller.last = (function, args)
-        before = await self.rows()
+        before = self.current
         response = await self.env.call(function, args, call_id=caller.call_id, from_number=caller.number)
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
         self.log.append(f"  -> {body['status']} {(body.get('appointment') or {}).get('calcom_booking_uid')}")
-        after = await self.rows()
+        after = self.current = await self.rows()
         assert body["status"] != "upstream_error", body
         self.check_owned_answer(caller, args, body, after)
         self.check_others_unchanged(caller, before, after)
@@ -247,13 +263,14 @@ class Example:
                 continue
             assert after.get(row_id) == row, ("another caller's appointment changed", row, after.get(row_id))
 
-    async def calcom_step(self, op: CalcomCancel | CalcomMove) -> None:
+    async def calcom_step(self, op: CalcomCancel | CalcomMove) -> bool:
+        """Change a booking in Cal.com itself; True when a webhook told the service about it."""
         sandbox = self.env.sandbox
         live = sorted(
             (b for b in sandbox.bookings if b.status in ("accepted", "pending")), key=lambda b: b.id
         )
         if not live:
-            return
+            return False
         booking = live[op.pick % len(live)]
         if isinstance(op, CalcomCancel):
             sandbox.engine.cancel(booking.uid, "cancelled by the salon")
@@ -261,12 +278,13 @@ class Example:
         else:
             target = datetime.fromisoformat(self.slot(op.to)).replace(tzinfo=BERLIN)
             if target == booking.start or any(b.start == target for b in live):
-                return
+                return False
             changed, _ = sandbox.engine.reschedule(booking.uid, target, "moved by the salon")
             trigger = "BOOKING_RESCHEDULED"
         self.log.append(f"  calcom {trigger} {booking.uid} -> {changed.uid}")
         if op.webhook:
             await self.webhook(trigger, changed)
+        return op.webhook
 
     async def webhook(self, trigger: str, booking: StoredBooking) -> None:
         sandbox = self.env.sandbox
@@ -277,10 +295,6 @@ class Example:
         headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(raw, CALCOM_SECRET)}
         response = await self.env.client.post("/calcom/webhook", content=raw, headers=headers)
         assert response.status_code < 500, response.text
-
-    async def check_unique_live(self) -> None:
-        live = [r.uid for r in (await self.rows()).values() if r.status == "booked"]
-        assert len(live) == len(set(live)), ("two live appointments for one uid", live)
 
 
 async def reset(env: Env) -> None:
@@ -293,11 +307,15 @@ async def reset(env: Env) -> None:
 
 def test_lifecycle_interleavings_keep_every_guarantee(db_url: str) -> None:
     runner = asyncio.Runner()
-    service = running_service(db_url, reconcile_interval_seconds=0)
+    service = running_service(db_url, reconcile_interval_seconds=0, log_level="WARNING")
     env = runner.run(service.__aenter__())
+    gateway, http = sandbox_gateway(env.sandbox)
+    # the reconciler's clock runs 5 minutes ahead, so the flow's 30 s attempt locks count as expired
+    policy = dataclasses.replace(booking_policy(env.settings), clock=lambda: utc_now() + timedelta(minutes=5))
     starts = [weekday_at(h, m) for h, m in SLOTS]
     counter = iter(range(10**9))
     timings: list[tuple[float, int]] = []
+    spent: dict[str, float] = {"reset": 0.0}
 
     @settings(
         max_examples=EXAMPLES,
@@ -306,16 +324,27 @@ def test_lifecycle_interleavings_keep_every_guarantee(db_url: str) -> None:
         database=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
-    @given(st.lists(OPERATIONS, min_size=1, max_size=8))
+    @given(st.lists(OPERATIONS, min_size=1, max_size=MAX_STEPS))
     def interleaving(operations: list[object]) -> None:
         async def example() -> None:
+            began = time.perf_counter()
             await reset(env)
-            run = Example(env, starts, [Caller(n, f"call_{next(counter)}") for n in CALLERS], counter)
+            spent["reset"] += time.perf_counter() - began
+            run = Example(
+                env,
+                starts,
+                [Caller(n, f"call_{next(counter)}") for n in CALLERS],
+                counter,
+                gateway,
+                policy,
+            )
             try:
                 for op in operations:
                     await run.run(op)
             except AssertionError as exc:
                 raise AssertionError("\n".join([str(exc), *run.log])) from exc
+            for kind, seconds in run.spent.items():
+                spent[kind] = spent.get(kind, 0.0) + seconds
 
         began = time.perf_counter()
         runner.run(example())
@@ -326,5 +355,7 @@ def test_lifecycle_interleavings_keep_every_guarantee(db_url: str) -> None:
     finally:
         slow = sorted(timings, reverse=True)[:5]
         print(f"examples={len(timings)} total={sum(t for t, _ in timings):.1f}s slowest={slow}")
+        print({k: round(v, 1) for k, v in spent.items()})
+        runner.run(http.aclose())
         runner.run(service.__aexit__(None, None, None))
         runner.close()
