@@ -267,6 +267,24 @@ async def test_book_cancel_book_again_is_a_new_live_booking(db_url: str) -> None
         assert len(env.sandbox.bookings) == 2
 
 
+async def test_retried_booking_is_not_said_booked_after_the_salon_cancelled_it_in_calcom(db_url: str) -> None:
+    """Found by the stateful test: the replay of a recorded booking said ``booked`` for a booking the salon
+    had cancelled in Cal.com (webhook lost). Pins the Cal.com check in ``flow._replay_recorded``. Verified
+    failing without it (``booked`` for the cancelled uid)."""
+    async with service(db_url) as env:
+        start = weekday_at(10)
+        uid = (await book(env, start))["appointment"]["calcom_booking_uid"]
+        env.sandbox.engine.cancel(uid, "cancelled by the salon")  # no webhook reaches the service
+        retried = await book(env, start)
+        assert retried["status"] != "booked", retried
+        await reconcile(env)  # the reconciler converges the row; a further retry is a rebook
+        (row,) = await appointments(env)
+        assert row.status == "cancelled"
+        again = await book(env, start)
+        assert again["status"] == "booked", again
+        assert again["appointment"]["calcom_booking_uid"] in live_upstream(env) - {uid}
+
+
 # --- case 3: concurrent cancel and reschedule with Cal.com slow -------------------------------------------
 
 
