@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -52,7 +53,9 @@ from voicebook.db.models import (
 BERLIN = ZoneInfo("Europe/Berlin")
 CALLERS = ("+491701111111", "+491702222222", "anonymous")
 SLOTS = ((10, 0), (10, 30), (11, 0), (11, 30))
-EXAMPLES = 200
+# ``VOICEBOOK_STATEFUL_EXAMPLES=2000 VOICEBOOK_STATEFUL_SEED=random`` for a deeper, randomised local run
+EXAMPLES = int(os.environ.get("VOICEBOOK_STATEFUL_EXAMPLES", "200"))
+DERANDOMIZE = os.environ.get("VOICEBOOK_STATEFUL_SEED", "fixed") != "random"
 MAX_STEPS = 6  # short examples keep 200 per database within the time budget
 STATE_TABLES = (GuardEvent, AppointmentDuplicateArchive, Appointment, BookingAttempt, Call, Customer)
 
@@ -367,7 +370,7 @@ def test_lifecycle_interleavings_keep_every_guarantee(db_url: str) -> None:
     @settings(
         max_examples=EXAMPLES,
         deadline=None,
-        derandomize=True,
+        derandomize=DERANDOMIZE,
         database=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
