@@ -379,7 +379,7 @@ def test_lifecycle_interleavings_keep_every_guarantee(db_url: str) -> None:
     @example([Book(0, 0), CalcomCancel(0, webhook=False), Retry(0)])
     @example([Book(2, 1), Retry(2, twice=True), Cancel(2, None), Book(2, 1), Retry(None, twice=True)])
     def interleaving(operations: list[object]) -> None:
-        async def example() -> None:
+        async def one_example() -> None:
             began = time.perf_counter()
             await reset(env)
             spent["reset"] += time.perf_counter() - began
@@ -400,11 +400,12 @@ def test_lifecycle_interleavings_keep_every_guarantee(db_url: str) -> None:
                 spent[kind] = spent.get(kind, 0.0) + seconds
 
         began = time.perf_counter()
-        runner.run(example())
+        runner.run(one_example())
         timings.append((time.perf_counter() - began, len(operations)))
 
     try:
         interleaving()
+        assert len(timings) >= EXAMPLES  # every database really ran its examples
     finally:
         slow = sorted(timings, reverse=True)[:5]
         print(f"examples={len(timings)} total={sum(t for t, _ in timings):.1f}s slowest={slow}")
