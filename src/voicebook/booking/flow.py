@@ -329,6 +329,16 @@ async def _replay_recorded(flow: Flow, attempt: Attempt) -> outcomes.Outcome:
         return outcomes.Outcome(AnswerStatus.IN_PROGRESS, reason="record_missing")
     if appointment.status != AppointmentStatus.BOOKED:
         return outcomes.Outcome(AnswerStatus.IN_PROGRESS, reason="changed_meanwhile")
+    # Never say "booked" for a booking Cal.com no longer holds (cancelled or moved there, webhook lost):
+    # ask Cal.com; the reconciler converges the row. Unreachable or unknown (404): say what we recorded.
+    try:
+        upstream = await flow.gateway.get_booking(appointment.calcom_booking_uid)
+    except CalendarError:
+        upstream = None
+    if upstream is not None and not upstream.is_live:
+        if upstream.rescheduled_to_uid:
+            return outcomes.Outcome(AnswerStatus.IN_PROGRESS, reason="changed_meanwhile")
+        return outcomes.Outcome(AnswerStatus.NOT_FOUND, reason="cancelled_meanwhile")
     async with flow.sessionmaker() as session, session.begin():
         # One source for replays: the page, ``voicebook report`` and /metrics all count this row.
         audit.guard_event(
