@@ -200,8 +200,8 @@ class TestSignedButOutOfRange:
             {"duration_ms": 1e30},
             {"duration_ms": -5},
             {"agent_id": "a" * 129},
-            {"from_number": "+" + "1" * 32},
-            {"to_number": "9" * 33},
+            {"from_number": "+" + "1" * 255},
+            {"to_number": "9" * 256},
             {"call_id": "c" * 129},
             {"call_id": "call\x00nul"},
             {"direction": "inbound" * 3},
@@ -237,7 +237,7 @@ class TestSignedButOutOfRange:
             for call in (
                 {"call_id": "c" * 300},
                 {"call_id": "x\x00y"},
-                {"call_id": "ok", "to_number": "1" * 40},
+                {"call_id": "ok", "to_number": "1" * 256},
             ):
                 body = {
                     "name": "check_availability",

@@ -42,7 +42,8 @@ def _clean_text(value: Any) -> Any:
 _NoNul = AfterValidator(_no_nul)
 CallId = Annotated[str, StringConstraints(min_length=1, max_length=128), _NoNul]
 Short = Annotated[str, StringConstraints(max_length=16), _NoNul]
-Number = Annotated[str, StringConstraints(max_length=32), _NoNul]
+# A caller ID may be withheld, "anonymous" or a SIP URI: stored whole, up to the column (calls.from_number).
+Number = Annotated[str, StringConstraints(max_length=255), _NoNul]
 Status = Annotated[str, StringConstraints(max_length=32), _NoNul]
 Reason = Annotated[str, StringConstraints(max_length=64), _NoNul]
 AgentId = Annotated[str, StringConstraints(max_length=128), _NoNul]
