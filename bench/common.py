@@ -305,9 +305,14 @@ def pg_scratch_url(name: str) -> str:
     return f"{base}/{name}"
 
 
+# Appended to every scratch database name, so benches of several checkouts can share one server.
+DB_SUFFIX = os.environ.get("VOICEBOOK_BENCH_DB_SUFFIX", "")
+
+
 @contextlib.contextmanager
 def pg_database(name: str) -> Iterator[str]:
     """A fresh scratch database, dropped afterwards."""
+    name += DB_SUFFIX
     asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
     try:
