@@ -12,6 +12,14 @@ Every booking, cancel and reschedule is an attempt, committed *before* Cal.com i
        ╰── sent | unknown                  (looked up after an ambiguous send: authoritatively absent,
                                             so armed to be sent once more)
 
+A fresh booking attempt is inserted directly as ``sent`` (``claim(..., sent=True)``: ``first_sent_at``,
+``tries=1`` and the lock set in the same INSERT). That is the ``claimed → sent`` move applied inside the
+inserting transaction, to a row no other worker can see before it commits, so it needs neither a second
+commit nor a compare-and-set; every later move is one. A worker that dies after that commit and before
+its POST leaves a ``sent`` attempt Cal.com never saw: a retry that takes it over, and the reconciler,
+look it up by its attempt id first (as for any ``sent`` attempt), find nothing and re-send (retry) or
+fail it after the deadline (reconciler), so it is neither lost nor doubled.
+
 ``TRANSITIONS`` is that drawing as data, and ``move`` refuses any pair it does not list. Each move is one
 UPDATE guarded by the expected state (compare-and-set), so of two workers only one moves an attempt; the
 claim itself is an insert-or-nothing on the unique idempotency key. A live attempt also carries a lock
@@ -129,19 +137,28 @@ def allowed(expected: AttemptState, new_state: AttemptState) -> bool:
 
 
 async def claim(
-    session: AsyncSession, values: dict[str, Any], now: datetime, lock_seconds: float
+    session: AsyncSession,
+    values: dict[str, Any],
+    now: datetime,
+    lock_seconds: float,
+    *,
+    sent: bool = False,
 ) -> tuple[bool, Attempt]:
     """Insert the attempt unless its key exists; (True, it) when this caller created it and holds its lock.
 
+    With ``sent`` a new attempt is inserted as ``sent`` (first sent now, one try): the caller commits
+    and then asks Cal.com, with no ``claimed → sent`` step in between (see the module docstring).
     On a conflict the existing attempt is read back as committed by whoever won (on MariaDB with a
-    locking read, since the transaction's snapshot may predate the winner's commit).
+    locking read, since the transaction's snapshot may predate the winner's commit), in whatever
+    state it is: ``sent`` applies to an insert only.
     """
     row = {
         "public_id": uuid.uuid4().hex,
-        "state": S.CLAIMED,
+        "state": S.SENT if sent else S.CLAIMED,
         "intent": Intent.BOOK,
         "locked_until": now + timedelta(seconds=lock_seconds),
-        "tries": 0,
+        "tries": 1 if sent else 0,
+        "first_sent_at": now if sent else None,
         "created_at": now,
         "updated_at": now,
         **values,
@@ -252,10 +269,17 @@ class Machine(Generic[R]):
 
     steps: Mapping[AttemptState, Callable[[Attempt], Awaitable[Attempt | R]]]
 
-    async def drive(self, attempt: Attempt) -> R:
-        """Step by state until a step answers (the one driver loop; no step calls another)."""
+    async def drive(
+        self, attempt: Attempt, first: Callable[[Attempt], Awaitable[Attempt | R]] | None = None
+    ) -> R:
+        """Step by state until a step answers (the one driver loop; no step calls another).
+
+        ``first`` replaces the state's step for the first step only: an attempt claimed as ``sent``
+        by this very worker is asked for, not looked up as if another worker might have sent it.
+        """
         for _ in range(MAX_STEPS):
-            step = self.steps.get(attempt.state)
+            step = first or self.steps.get(attempt.state)
+            first = None
             if step is None:
                 raise IllegalTransition(f"no step for an attempt in state {attempt.state}")
             result = await step(attempt)
