@@ -236,7 +236,7 @@ def app_server(
     env = {**app_env(db_url, calcom_base), **(extra_env or {})}
     with spawn(args, env=env, log=log, grace=grace) as proc:
         base = f"http://127.0.0.1:{port}"
-        wait_http(f"{base}/healthz", proc=proc)
+        wait_http(f"{base}/healthz", timeout=30.0 + 30.0 * workers, proc=proc)  # a busy box starts slowly
         yield base, proc.pid
 
 
