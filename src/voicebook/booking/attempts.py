@@ -38,10 +38,10 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import structlog
-from sqlalchemy import or_, select, update
+from sqlalchemy import Table, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from voicebook.booking.types import AttemptState, Intent
@@ -61,6 +61,7 @@ TRANSITIONS: Mapping[AttemptState, frozenset[AttemptState]] = {
     S.REJECTED: frozenset(),
 }
 IN_FLIGHT = (S.CLAIMED, S.SENT, S.UNKNOWN, S.CONFIRMED)
+_TABLE = cast(Table, BookingAttempt.__table__)
 FINAL = (S.RECORDED, S.FAILED, S.REJECTED)
 MAX_STEPS = 12  # a step loop longer than this is a bug, not a slow Cal.com
 
@@ -197,11 +198,12 @@ async def move(
     refused = [s for s in states if not allowed(s, new_state)]
     if refused or not states:
         raise IllegalTransition(f"attempt {attempt_id}: {refused or 'no state'} -> {new_state} not allowed")
+    # A Core UPDATE on the table (no ORM bulk-update machinery: snapshots are immutable, nothing in
+    # the session needs synchronising); the same single guarded statement.
     result = await session.execute(
-        update(BookingAttempt)
-        .where(BookingAttempt.id == attempt_id, BookingAttempt.state.in_(states))
+        update(_TABLE)
+        .where(_TABLE.c.id == attempt_id, _TABLE.c.state.in_(states))
         .values(state=new_state, updated_at=now, **fields)
-        .execution_options(synchronize_session=False)
     )
     return bool(getattr(result, "rowcount", 0))
 
