@@ -177,8 +177,9 @@ async def record_booking(
                 "created_at": now,
                 "updated_at": now,
             }
-            # One Core INSERT (layer 4's unique index raises IntegrityError here, as a flush did).
-            result = cast(CursorResult[Any], await session.execute(insert(_APPOINTMENTS).values(**values)))
+            # One Core INSERT (layer 4's unique index raises IntegrityError here, as a flush did); the
+            # values are bound at execution, so the statement is the same cached one for every booking.
+            result = cast(CursorResult[Any], await session.execute(insert(_APPOINTMENTS), values))
             (appointment_id,) = result.inserted_primary_key or (None,)
             return Recorded(Appointment(id=appointment_id, **values), replayed=False)
     except _MovedElsewhere:
