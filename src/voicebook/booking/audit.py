@@ -73,10 +73,9 @@ async def write_guard_event(
         "calcom_booking_uid": calcom_booking_uid,
         "details": details,
     }
-    # Values passed at execution (one cached statement); None is left out so that it stays SQL NULL
-    # (a bound None would be stored as JSON 'null' in ``details``).
-    present = {key: value for key, value in row.items() if value is not None}
-    await session.execute(insert(GuardEvent.__table__), present)  # type: ignore[arg-type]
+    # Values bound at execution: one cached statement for every event. ``details=None`` is stored as
+    # JSON null, exactly as the ORM path above stores it.
+    await session.execute(insert(GuardEvent.__table__), row)  # type: ignore[arg-type]
     _emit(verdict, layer, reason, call_id, attempt_id, calcom_booking_uid, rejected=rejected)
 
 

@@ -21,18 +21,20 @@ async def insert_or_nothing(session: AsyncSession, table: Table, values: dict[st
     ``ON CONFLICT DO NOTHING``, MariaDB ``INSERT IGNORE``. Conflicts on any unique key count.
     To read the row after a conflict, use :func:`insert_or_get`: a plain SELECT may miss it on MariaDB.
     """
-    result = await session.execute(_insert_ignoring_conflicts(session, table, values))
+    result = await session.execute(_insert_ignoring_conflicts(session, table), values)
     return bool(getattr(result, "rowcount", 0))
 
 
-def _insert_ignoring_conflicts(session: AsyncSession, table: Table, values: dict[str, Any]) -> Any:
+def _insert_ignoring_conflicts(session: AsyncSession, table: Table) -> Any:
+    """The statement without its values: they are bound when it is executed, so it is the same cached
+    statement for every row (values baked in with ``.values()`` make a new cache key to build per call)."""
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
-        return postgresql.insert(table).values(**values).on_conflict_do_nothing()
+        return postgresql.insert(table).on_conflict_do_nothing()
     if dialect == "sqlite":
-        return sqlite.insert(table).values(**values).on_conflict_do_nothing()
+        return sqlite.insert(table).on_conflict_do_nothing()
     if dialect in ("mysql", "mariadb"):
-        return mysql.insert(table).values(**values).prefix_with("IGNORE")
+        return mysql.insert(table).prefix_with("IGNORE")
     raise NotImplementedError(dialect)  # pragma: no cover - we support exactly three engines
 
 
@@ -82,8 +84,8 @@ async def insert_or_get(
         # One statement when we insert (the usual case on the booking path): ``ON CONFLICT DO NOTHING
         # RETURNING`` gives our row back, and returns nothing on a conflict, which is read back below
         # exactly as before. MariaDB's ``INSERT IGNORE`` keeps the two-statement path.
-        stmt = _insert_ignoring_conflicts(session, table, values).returning(*table.c)
-        mine = (await session.execute(stmt)).one_or_none()
+        stmt = _insert_ignoring_conflicts(session, table).returning(*table.c)
+        mine = (await session.execute(stmt, values)).one_or_none()
         if mine is not None:
             return InsertOrGet(True, mine)
         inserted = False
