@@ -1,4 +1,4 @@
-"""Run every benchmark: ``python -m bench [--quick] [--only overhead,scaleout,cleanup]``."""
+"""Run every benchmark: ``python -m bench [--quick] [--only floor,overhead,scaleout,cleanup]``."""
 
 from __future__ import annotations
 
@@ -8,9 +8,14 @@ import os
 import platform
 import time
 
-from bench import cleanup, common, overhead, scaleout
+from bench import cleanup, common, floor, overhead, scaleout
 
-SUITES = {"overhead": overhead.main, "scaleout": scaleout.main, "cleanup": cleanup.main}
+SUITES = {
+    "floor": floor.main,
+    "overhead": overhead.main,
+    "scaleout": scaleout.main,
+    "cleanup": cleanup.main,
+}
 
 
 def main() -> None:
@@ -27,6 +32,9 @@ def main() -> None:
     print(json.dumps({"loadavg_end": os.getloadavg(), "seconds": round(time.perf_counter() - started)}))
     print()
     print(report.table())
+    for table in report.tables:
+        print()
+        print(table)
 
 
 if __name__ == "__main__":

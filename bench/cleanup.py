@@ -269,7 +269,7 @@ def run_loop(report: Report, backend: str, loop_rows: int, loop_groups: int) -> 
         report.add(BENCH, f"{label}.{variant}_seconds", loop_s, "s")
         report.add(BENCH, f"{label}.{variant}_deleted", loop_removed, "rows")
         ratio = loop_s / set_s
-        report.add(BENCH, f"{label}.{variant}_speedup", ratio, "x", target=">= 50", ok=ratio >= 50)
+        report.add(BENCH, f"{label}.{variant}_speedup", ratio, "x")  # no target: see docs/BENCHMARKS.md
 
 
 if __name__ == "__main__":

@@ -87,6 +87,7 @@ class Figure:
 @dataclass
 class Report:
     figures: list[Figure] = field(default_factory=list)
+    tables: list[str] = field(default_factory=list)  # extra tables (e.g. the floor's ratios), printed last
 
     def add(
         self,
@@ -216,7 +217,12 @@ def prepare_database(db_url: str) -> None:
 
 @contextlib.contextmanager
 def app_server(
-    db_url: str, calcom_base: str, log: Path, workers: int = 1, profile: Path | None = None
+    db_url: str,
+    calcom_base: str,
+    log: Path,
+    workers: int = 1,
+    profile: Path | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[tuple[str, int]]:
     """``voicebook serve`` as a real uvicorn server; yields (base URL, pid of the serving process).
 
@@ -227,9 +233,10 @@ def app_server(
     if profile is not None:
         args = [PYTHON, "-m", "bench.profiled_serve", "--port", str(port), "--out", str(profile)]
     grace = 120.0 if profile is not None else 15.0
-    with spawn(args, env=app_env(db_url, calcom_base), log=log, grace=grace) as proc:
+    env = {**app_env(db_url, calcom_base), **(extra_env or {})}
+    with spawn(args, env=env, log=log, grace=grace) as proc:
         base = f"http://127.0.0.1:{port}"
-        wait_http(f"{base}/healthz", proc=proc)
+        wait_http(f"{base}/healthz", timeout=30.0 + 30.0 * workers, proc=proc)  # a busy box starts slowly
         yield base, proc.pid
 
 
@@ -254,6 +261,28 @@ def child_pids(pid: int) -> list[int]:
     return [int(p) for p in text.split()]
 
 
+def tree_pids(pid: int) -> list[int]:
+    """The process and all its descendants (every thread's children), e.g. uvicorn's workers."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{current}/task").iterdir():
+                with contextlib.suppress(OSError):
+                    todo += [int(p) for p in (task / "children").read_text().split()]
+    return found
+
+
+def tree_cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of these processes so far (those that exited meanwhile count as 0)."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            total += cpu_seconds(pid)
+    return total
+
+
 # --- scratch databases -------------------------------------------------------------------------------
 
 
@@ -276,9 +305,14 @@ def pg_scratch_url(name: str) -> str:
     return f"{base}/{name}"
 
 
+# Appended to every scratch database name, so benches of several checkouts can share one server.
+DB_SUFFIX = os.environ.get("VOICEBOOK_BENCH_DB_SUFFIX", "")
+
+
 @contextlib.contextmanager
 def pg_database(name: str) -> Iterator[str]:
     """A fresh scratch database, dropped afterwards."""
+    name += DB_SUFFIX
     asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
     try:

@@ -215,7 +215,7 @@ def run_backend(
         if profile is not None:
             return
         rss_mb = common.vm_hwm_kb(pid) / 1024
-        report.add("memory", f"{backend}.worker_peak_rss", rss_mb, "MB", target="<= 150", ok=rss_mb <= 150)
+        report.add("memory", f"{backend}.worker_peak_rss", rss_mb, "MB", target="<= 100", ok=rss_mb <= 100)
 
 
 def main(argv: list[str] | None = None, report: Report | None = None) -> Report:

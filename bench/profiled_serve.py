@@ -44,6 +44,8 @@ def main() -> None:
         if PROFILER.is_running:
             PROFILER.stop()
         args.out.write_text(PROFILER.output_text(unicode=True, show_all=False, short_mode=False))
+        all_frames = args.out.with_suffix(".all.txt")  # library frames too (FastAPI, SQLAlchemy, httpx)
+        all_frames.write_text(PROFILER.output_text(unicode=True, show_all=True, short_mode=False))
         args.out.with_suffix(".html").write_text(PROFILER.output_html())
 
 

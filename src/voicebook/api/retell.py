@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header
+from fastapi.responses import Response
 
 from voicebook.api import functions
 from voicebook.api.deps import CalendarDep, OfferingsDep, PolicyDep, RetellBody, SessionmakerDep
@@ -29,6 +30,9 @@ async def function_call(
     policy: PolicyDep,
     offerings: OfferingsDep,
     x_retell_call_id: Annotated[str | None, Header()] = None,
-) -> FunctionAnswer:
+) -> Response:
     deps = functions.FunctionDeps(sessionmaker, calendar, policy, offerings)
-    return await functions.answer(name, body.data, x_retell_call_id, deps)
+    answer = await functions.answer(name, body.data, x_retell_call_id, deps)
+    # Serialised here, once: returned as a model, it would be validated against ``response_model``
+    # again and then serialised. ``response_model`` stays for the OpenAPI schema.
+    return Response(answer.model_dump_json(exclude_none=True), media_type="application/json")

@@ -12,6 +12,14 @@ Every booking, cancel and reschedule is an attempt, committed *before* Cal.com i
        ╰── sent | unknown                  (looked up after an ambiguous send: authoritatively absent,
                                             so armed to be sent once more)
 
+A fresh booking attempt is inserted directly as ``sent`` (``claim(..., sent=True)``: ``first_sent_at``,
+``tries=1`` and the lock set in the same INSERT). That is the ``claimed → sent`` move applied inside the
+inserting transaction, to a row no other worker can see before it commits, so it needs neither a second
+commit nor a compare-and-set; every later move is one. A worker that dies after that commit and before
+its POST leaves a ``sent`` attempt Cal.com never saw: a retry that takes it over, and the reconciler,
+look it up by its attempt id first (as for any ``sent`` attempt), find nothing and re-send (retry) or
+fail it after the deadline (reconciler), so it is neither lost nor doubled.
+
 ``TRANSITIONS`` is that drawing as data, and ``move`` refuses any pair it does not list. Each move is one
 UPDATE guarded by the expected state (compare-and-set), so of two workers only one moves an attempt; the
 claim itself is an insert-or-nothing on the unique idempotency key. A live attempt also carries a lock
@@ -30,10 +38,10 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import structlog
-from sqlalchemy import or_, select, update
+from sqlalchemy import Table, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from voicebook.booking.policy import BookingPolicy
@@ -54,6 +62,7 @@ TRANSITIONS: Mapping[AttemptState, frozenset[AttemptState]] = {
     S.REJECTED: frozenset(),
 }
 IN_FLIGHT = (S.CLAIMED, S.SENT, S.UNKNOWN, S.CONFIRMED)
+_TABLE = cast(Table, BookingAttempt.__table__)
 FINAL = (S.RECORDED, S.FAILED, S.REJECTED)
 MAX_STEPS = 12  # a step loop longer than this is a bug, not a slow Cal.com
 
@@ -130,19 +139,28 @@ def allowed(expected: AttemptState, new_state: AttemptState) -> bool:
 
 
 async def claim(
-    session: AsyncSession, values: dict[str, Any], now: datetime, lock_seconds: float
+    session: AsyncSession,
+    values: dict[str, Any],
+    now: datetime,
+    lock_seconds: float,
+    *,
+    sent: bool = False,
 ) -> tuple[bool, Attempt]:
     """Insert the attempt unless its key exists; (True, it) when this caller created it and holds its lock.
 
+    With ``sent`` a new attempt is inserted as ``sent`` (first sent now, one try): the caller commits
+    and then asks Cal.com, with no ``claimed → sent`` step in between (see the module docstring).
     On a conflict the existing attempt is read back as committed by whoever won (on MariaDB with a
-    locking read, since the transaction's snapshot may predate the winner's commit).
+    locking read, since the transaction's snapshot may predate the winner's commit), in whatever
+    state it is: ``sent`` applies to an insert only.
     """
     row = {
         "public_id": uuid.uuid4().hex,
-        "state": S.CLAIMED,
+        "state": S.SENT if sent else S.CLAIMED,
         "intent": Intent.BOOK,
         "locked_until": now + timedelta(seconds=lock_seconds),
-        "tries": 0,
+        "tries": 1 if sent else 0,
+        "first_sent_at": now if sent else None,
         "created_at": now,
         "updated_at": now,
         **values,
@@ -181,11 +199,12 @@ async def move(
     refused = [s for s in states if not allowed(s, new_state)]
     if refused or not states:
         raise IllegalTransition(f"attempt {attempt_id}: {refused or 'no state'} -> {new_state} not allowed")
+    # A Core UPDATE on the table (no ORM bulk-update machinery: snapshots are immutable, nothing in
+    # the session needs synchronising); the same single guarded statement.
     result = await session.execute(
-        update(BookingAttempt)
-        .where(BookingAttempt.id == attempt_id, BookingAttempt.state.in_(states))
+        update(_TABLE)
+        .where(_TABLE.c.id == attempt_id, _TABLE.c.state.in_(states))
         .values(state=new_state, updated_at=now, **fields)
-        .execution_options(synchronize_session=False)
     )
     return bool(getattr(result, "rowcount", 0))
 
@@ -248,10 +267,17 @@ class Machine(Generic[R]):
 
     steps: Mapping[AttemptState, Callable[[Attempt], Awaitable[Attempt | R]]]
 
-    async def drive(self, attempt: Attempt) -> R:
-        """Step by state until a step answers (the one driver loop; no step calls another)."""
+    async def drive(
+        self, attempt: Attempt, first: Callable[[Attempt], Awaitable[Attempt | R]] | None = None
+    ) -> R:
+        """Step by state until a step answers (the one driver loop; no step calls another).
+
+        ``first`` replaces the state's step for the first step only: an attempt claimed as ``sent``
+        by this very worker is asked for, not looked up as if another worker might have sent it.
+        """
         for _ in range(MAX_STEPS):
-            step = self.steps.get(attempt.state)
+            step = first or self.steps.get(attempt.state)
+            first = None
             if step is None:
                 raise IllegalTransition(f"no step for an attempt in state {attempt.state}")
             result = await step(attempt)

@@ -6,10 +6,12 @@ timeout or a dead database after Cal.com said yes leaves a durable trace (``sent
 ``confirmed``) that a retry or the reconciler finishes. The flow has two parts:
 
 1. **Claim or join** (``_claim``, ``attempts.join``): insert the attempt under its idempotency key, or
-   find the one a first try made. A retry replays a final attempt, waits briefly for a live one, or takes
-   over one whose holder is gone. A rebook after a cancel in the same call is a new attempt (the key gets a
-   generation suffix), never a replay of the cancelled booking.
-2. **Drive** (``MACHINE``): the held attempt is stepped by its state (``attempts.Machine.drive``) until a
+   find the one a first try made. A new attempt is inserted as ``sent`` and, once that commit is done,
+   asked for at once (``_ask``): the write-ahead and the ``claimed → sent`` step are one commit. A retry
+   replays a final attempt, waits briefly for a live one, or takes over one whose holder is gone. A rebook
+   after a cancel in the same call is a new attempt (the key gets a generation suffix), never a replay of
+   the cancelled booking.
+2. **Drive** (``_machine``): the held attempt is stepped by its state (``attempts.Machine.drive``) until a
    step answers. Each step does one thing: ``claimed`` sends, ``sent``/``unknown`` resolve by lookup,
    ``confirmed`` fetches, a final state replays its answer.
 """
@@ -141,13 +143,13 @@ async def _book(flow: Flow, ctx: CallContext, args: BookArgs) -> outcomes.Outcom
     created, attempt = claimed
     structlog.contextvars.bind_contextvars(attempt_id=attempt.public_id)
     if created:
+        # Claimed as ``sent`` and committed: ask Cal.com now (no second commit for claimed → sent).
         log.info("attempt.claimed", call_id=ctx.call_id)
-    else:
-        joined = await attempts.join(flow.sessionmaker, attempt, flow.policy)
-        if joined is None:
-            return outcomes.Outcome(AnswerStatus.IN_PROGRESS, reason="in_flight")
-        attempt = joined
-    return await _machine(flow).drive(attempt)
+        return await _machine(flow).drive(attempt, first=functools.partial(_ask, flow))
+    joined = await attempts.join(flow.sessionmaker, attempt, flow.policy)
+    if joined is None:
+        return outcomes.Outcome(AnswerStatus.IN_PROGRESS, reason="in_flight")
+    return await _machine(flow).drive(joined)
 
 
 async def _claim(flow: Flow, ctx: CallContext, args: BookArgs) -> tuple[bool, Attempt] | outcomes.Outcome:
@@ -186,7 +188,7 @@ async def _claim(flow: Flow, ctx: CallContext, args: BookArgs) -> tuple[bool, At
         for generation in range(MAX_GENERATIONS):
             key = base_key if generation == 0 else f"{base_key}#{generation}"
             created, attempt = await attempts.claim(
-                session, {**values, "idempotency_key": key}, now, flow.policy.lock_seconds
+                session, {**values, "idempotency_key": key}, now, flow.policy.lock_seconds, sent=True
             )
             if created:
                 return True, attempt
@@ -213,7 +215,7 @@ async def _booked_and_gone(session: AsyncSession, attempt: Attempt) -> bool:
 
 
 async def _send(flow: Flow, attempt: Attempt) -> Attempt | outcomes.Outcome:
-    """``claimed``: mark ``sent`` (committed), only then ask Cal.com; map each failure to what happened."""
+    """``claimed`` (re-armed or taken over): mark ``sent`` (committed), only then ask Cal.com."""
     now = flow.now()
     first_sent_at = attempt.first_sent_at or now
     async with flow.sessionmaker() as session, session.begin():
@@ -229,24 +231,33 @@ async def _send(flow: Flow, attempt: Attempt) -> Attempt | outcomes.Outcome:
         )
     if not moved:
         return outcomes.Outcome(AnswerStatus.IN_PROGRESS, reason="moved_elsewhere")
+    return await _ask(flow, _sent_snapshot(attempt, first_sent_at), sent_at=now)
+
+
+async def _ask(flow: Flow, sent: Attempt, *, sent_at: datetime | None = None) -> Attempt | outcomes.Outcome:
+    """A ``sent`` attempt this worker holds and committed: ask Cal.com; map each failure to what happened.
+
+    Reached from ``_send``, or first thing after a fresh claim (inserted as ``sent``, ``sent_at`` then
+    being its ``first_sent_at``). ``sent.tries`` counts this try, so more than one is a re-send.
+    """
+    sent_at = sent_at or sent.first_sent_at or flow.now()
     request = BookingRequest(
-        event_type_id=attempt.event_type_id,
-        start=attempt.start_at,
+        event_type_id=sent.event_type_id,
+        start=sent.start_at,
         attendee=Attendee(
-            attempt.attendee_name,
-            attempt.attendee_email,
-            attempt.attendee_phone,
+            sent.attendee_name,
+            sent.attendee_email,
+            sent.attendee_phone,
             flow.tenant.timezone,
             flow.tenant.locale,
         ),
-        metadata={"call_id": attempt.call_id, "attempt_id": attempt.public_id},
-        notes=attempt.notes,
+        metadata={"call_id": sent.call_id, "attempt_id": sent.public_id},
+        notes=sent.notes,
     )
-    sent = _sent_snapshot(attempt, first_sent_at)
     try:
         booking = await flow.gateway.create_booking(request)
     except SlotUnavailable:
-        if attempt.tries > 0:  # a re-send: the slot may be taken by our own first try
+        if sent.tries > 1:  # a re-send: the slot may be taken by our own first try
             flow.busy_seen = True
             return await _mark_unknown(flow, sent)
         return await _fail(flow, sent, AnswerStatus.SLOT_UNAVAILABLE, "slot_unavailable")
@@ -260,7 +271,7 @@ async def _send(flow: Flow, attempt: Attempt) -> Attempt | outcomes.Outcome:
         return await _mark_unknown(flow, sent)
     except CalendarError:
         return await _fail(flow, sent, AnswerStatus.UPSTREAM_ERROR, "calendar_unavailable")
-    return await _accept(flow, sent, booking, _expected(sent, sent_at=now))
+    return await _accept(flow, sent, booking, _expected(sent, sent_at=sent_at))
 
 
 def _sent_snapshot(attempt: Attempt, first_sent_at: datetime) -> Attempt:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import CursorResult, Table, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -39,10 +39,18 @@ class _MovedElsewhere(Exception):
     """Raised inside the transaction so that it rolls back whole."""
 
 
+_APPOINTMENTS = cast(Table, Appointment.__table__)
+
+
 async def _existing(session: AsyncSession, uid: str) -> Appointment | None:
-    return (
-        await session.execute(select(Appointment).where(Appointment.calcom_booking_uid == uid))
-    ).scalar_one_or_none()
+    """The appointment holding ``uid`` (layer 3), read with Core as a detached ``Appointment``.
+
+    Core, not an ORM query: this runs on every booking, and the ORM's identity map and loading cost
+    more than the lookup; the result is only read (never changed through the session).
+    """
+    query = select(_APPOINTMENTS).where(_APPOINTMENTS.c.calcom_booking_uid == uid)
+    row = (await session.execute(query)).one_or_none()
+    return Appointment(**row._mapping) if row is not None else None
 
 
 async def _resolve_existing(
@@ -130,7 +138,7 @@ async def record_booking(
     try:
         async with sessionmaker() as session, session.begin():
             if verdict is not None:
-                audit.guard_event(session, **verdict)
+                await audit.write_guard_event(session, **verdict)
             existing = await _existing(session, booking.uid) if guards_enabled else None
             if existing is not None:
                 return await _resolve_existing(session, attempt, existing, GuardLayer.DATABASE, now)
@@ -152,27 +160,29 @@ async def record_booking(
             )
             if not moved:
                 raise _MovedElsewhere
-            appointment = Appointment(
-                company_id=attempt.company_id,
-                service_id=attempt.service_id,
-                customer_id=customer_id,
-                call_id=attempt.call_id,
-                attempt_id=attempt.id,
-                calcom_booking_uid=booking.uid,
-                event_type_id=attempt.event_type_id,
-                start_at=booking.start,
-                end_at=booking.end,
-                status=AppointmentStatus.BOOKED,
-                source="voicebook",
-                attendee_name=attempt.attendee_name,
-                attendee_email=attempt.attendee_email,
-                created_at=now,
-                updated_at=now,
-                synced_at=now,  # written from Cal.com's own answer: in step as of now
-            )
-            session.add(appointment)
-            await session.flush()
-            return Recorded(appointment, replayed=False)
+            values: dict[str, Any] = {
+                "company_id": attempt.company_id,
+                "service_id": attempt.service_id,
+                "customer_id": customer_id,
+                "call_id": attempt.call_id,
+                "attempt_id": attempt.id,
+                "calcom_booking_uid": booking.uid,
+                "event_type_id": attempt.event_type_id,
+                "start_at": booking.start,
+                "end_at": booking.end,
+                "status": AppointmentStatus.BOOKED,
+                "source": "voicebook",
+                "attendee_name": attempt.attendee_name,
+                "attendee_email": attempt.attendee_email,
+                "created_at": now,
+                "updated_at": now,
+                "synced_at": now,  # written from Cal.com's own answer: in step as of now
+            }
+            # One Core INSERT (layer 4's unique index raises IntegrityError here, as a flush did); the
+            # values are bound at execution, so the statement is the same cached one for every booking.
+            result = cast(CursorResult[Any], await session.execute(insert(_APPOINTMENTS), values))
+            (appointment_id,) = result.inserted_primary_key or (None,)
+            return Recorded(Appointment(id=appointment_id, **values), replayed=False)
     except _MovedElsewhere:
         return Recorded(None, replayed=False, moved_elsewhere=True)
     except IntegrityError:

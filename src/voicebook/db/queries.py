@@ -21,17 +21,21 @@ async def insert_or_nothing(session: AsyncSession, table: Table, values: dict[st
     ``ON CONFLICT DO NOTHING``, MariaDB ``INSERT IGNORE``. Conflicts on any unique key count.
     To read the row after a conflict, use :func:`insert_or_get`: a plain SELECT may miss it on MariaDB.
     """
+    result = await session.execute(_insert_ignoring_conflicts(session, table), values)
+    return bool(getattr(result, "rowcount", 0))
+
+
+def _insert_ignoring_conflicts(session: AsyncSession, table: Table) -> Any:
+    """The statement without its values: they are bound when it is executed, so it is the same cached
+    statement for every row (values baked in with ``.values()`` make a new cache key to build per call)."""
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
-        stmt: Any = postgresql.insert(table).values(**values).on_conflict_do_nothing()
-    elif dialect == "sqlite":
-        stmt = sqlite.insert(table).values(**values).on_conflict_do_nothing()
-    elif dialect in ("mysql", "mariadb"):
-        stmt = mysql.insert(table).values(**values).prefix_with("IGNORE")
-    else:  # pragma: no cover - we support exactly three engines
-        raise NotImplementedError(dialect)
-    result = await session.execute(stmt)
-    return bool(getattr(result, "rowcount", 0))
+        return postgresql.insert(table).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing()
+    if dialect in ("mysql", "mariadb"):
+        return mysql.insert(table).prefix_with("IGNORE")
+    raise NotImplementedError(dialect)  # pragma: no cover - we support exactly three engines
 
 
 class InsertOrGet(NamedTuple):
@@ -77,7 +81,17 @@ async def insert_or_get(
     """
     if not key_columns or any(name not in table.c or name not in values for name in key_columns):
         raise ValueError(f"insert_or_get needs key column(s) of {table.name} present in values")
-    inserted = await insert_or_nothing(session, table, values)
+    if session.get_bind().dialect.name in ("postgresql", "sqlite"):
+        # One statement when we insert (the usual case on the booking path): ``ON CONFLICT DO NOTHING
+        # RETURNING`` gives our row back, and returns nothing on a conflict, which is read back below
+        # exactly as before. MariaDB's ``INSERT IGNORE`` keeps the two-statement path.
+        stmt = _insert_ignoring_conflicts(session, table).returning(*table.c)
+        mine = (await session.execute(stmt, values)).one_or_none()
+        if mine is not None:
+            return InsertOrGet(True, mine)
+        inserted = False
+    else:
+        inserted = await insert_or_nothing(session, table, values)
     query = select(table).where(*(table.c[name] == values[name] for name in key_columns))
     row = (await session.execute(latest_committed(session, query))).one_or_none()
     return InsertOrGet(inserted, row)
