@@ -227,7 +227,17 @@ class Example:
             if await self.calcom_step(op):
                 self.current = await self.rows()
         else:
-            await reconcile_once(self.env.sessionmaker, self.gateway, self.policy, owner="stateful-test")
+            # A full comparison pass (every upcoming appointment, none skipped as recently compared): the
+            # property below is what such a pass guarantees; the server's passes reach it within
+            # resync_after_seconds.
+            await reconcile_once(
+                self.env.sessionmaker,
+                self.gateway,
+                self.policy,
+                owner="stateful-test",
+                resync_after_seconds=0,
+                sync_batch=1000,
+            )
             self.current = await self.rows()
             live_local = {r.uid for r in self.current.values() if r.status == "booked"}
             assert live_local == self.live_upstream(), ("after reconcile", self.current, self.live_upstream())

@@ -27,7 +27,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from voicebook import metrics
@@ -347,6 +347,11 @@ async def _replay_recorded(flow: Flow, attempt: Attempt) -> outcomes.Outcome:
     except CalendarError:
         upstream = None
     if upstream is not None and not upstream.is_live:
+        async with flow.sessionmaker() as session, session.begin():
+            # Out of step with Cal.com: the reconciler compares it first on its next pass.
+            await session.execute(
+                update(Appointment).where(Appointment.id == appointment.id).values(synced_at=None)
+            )
         if upstream.rescheduled_to_uid:
             return outcomes.Outcome(AnswerStatus.IN_PROGRESS, reason="changed_meanwhile")
         return outcomes.Outcome(AnswerStatus.NOT_FOUND, reason="cancelled_meanwhile")
