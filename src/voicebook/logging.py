@@ -37,6 +37,7 @@ __all__ = [
     "mask_phone",
     "redact",
     "redact_processor",
+    "register_secret",
 ]
 
 REDACTED = "[redacted]"
@@ -137,6 +138,21 @@ def _mask_phone_match(match: re.Match[str]) -> str:
     return mask_phone(text)
 
 
+# The configured secrets themselves (the companies' own keys, webhook secrets, OAuth tokens): whatever
+# their shape, a value the service was given as a secret is replaced wherever it appears (issue 16).
+_KNOWN_SECRETS: set[str] = set()
+_KNOWN_PATTERN: list[re.Pattern[str] | None] = [None]
+
+
+def register_secret(value: str | None) -> None:
+    """Redact ``value`` from every log line from now on (values shorter than 8 characters are ignored)."""
+    if not value or len(value) < 8 or value in _KNOWN_SECRETS:
+        return
+    _KNOWN_SECRETS.add(value)
+    ordered = sorted(_KNOWN_SECRETS, key=len, reverse=True)
+    _KNOWN_PATTERN[0] = re.compile("|".join(re.escape(v) for v in ordered))
+
+
 def _redact_text(text: str) -> str:
     """Mask credentials, then e-mails, then phone numbers inside free text.
 
@@ -147,6 +163,9 @@ def _redact_text(text: str) -> str:
         return text
     if "%40" in text or "%2B" in text or "%2b" in text:
         text = _url_decoded(text)  # an e-mail or phone in a query string must not slip past as %40
+    known = _KNOWN_PATTERN[0]
+    if known is not None:
+        text = known.sub(REDACTED, text)
     text = _RETELL_SIGNATURE.sub(REDACTED, text)
     text = _BEARER.sub(rf"\1 {REDACTED}", text)
     text = _API_KEY.sub(REDACTED, text)

@@ -15,20 +15,25 @@ app = typer.Typer(help="Companies, numbers and services.", no_args_is_help=True)
 
 
 async def _load_tenants(settings: Settings, path: Path) -> str:
+    from voicebook.db.credentials import CredentialEntry, Sealer, require_sealer, store_credentials
     from voicebook.db.session import make_engine, make_sessionmaker, transaction
     from voicebook.db.tenants import load_tenants, parse_tenants
 
     spec = parse_tenants(path)
+    sealer = Sealer.from_setting(settings.secret_key)
+    entries = [CredentialEntry(c.slug, c.calcom, c.retell) for c in spec.companies]
+    require_sealer(entries, sealer, str(path))  # before anything is written
     engine = make_engine(settings.database_url)
     try:
         async with transaction(make_sessionmaker(engine)) as session:
             summary = await load_tenants(session, spec)
+            credentials = await store_credentials(session, entries, sealer, path=str(path))
     finally:
         await engine.dispose()
     return (
         f"{path}: {summary.companies} compan{'y' if summary.companies == 1 else 'ies'}, "
         f"{summary.phone_numbers} phone number(s), {summary.services} service(s); "
-        f"{summary.changed} change(s)"
+        f"{summary.changed + credentials} change(s)"
     )
 
 

@@ -211,3 +211,24 @@ class GuardEvent(Base):
     company_id: Mapped[int | None] = mapped_column(Integer)
     calcom_booking_uid: Mapped[str | None] = mapped_column(String(64))
     details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class CompanyCredential(TimestampMixin, Base):
+    """A company's own Cal.com and Retell credentials (db/credentials.py): secrets only sealed.
+
+    ``sealed`` is a Fernet token (``VOICEBOOK_SECRET_KEY``) over a JSON object of every secret; the plain
+    columns hold only what may be shown. ``state`` is ``connected`` or ``disconnected`` (a credential
+    Cal.com refused or revoked): a disconnected company is not asked again until its credential changes.
+    """
+
+    __tablename__ = "company_credentials"
+
+    company_id: Mapped[int] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"), primary_key=True)
+    calcom_base_url: Mapped[str | None] = mapped_column(String(255))
+    calcom_team_id: Mapped[int | None] = mapped_column(BigInteger)
+    calcom_auth: Mapped[str] = mapped_column(String(16), default="none")
+    oauth_client_id: Mapped[str | None] = mapped_column(String(200))
+    sealed: Mapped[str | None] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16), default="connected", server_default="connected")
+    state_reason: Mapped[str | None] = mapped_column(String(200))
+    state_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

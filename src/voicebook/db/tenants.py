@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from voicebook.db.credentials import CalcomSpec, RetellSpec, substitute_env
 from voicebook.db.models import Company, PhoneNumber, Service
 from voicebook.errors import TenantFileError
 
@@ -55,6 +56,8 @@ class CompanySpec(BaseModel):
     country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
     phone_numbers: list[str] = Field(min_length=1)
     services: list[ServiceSpec] = Field(default_factory=list)
+    calcom: CalcomSpec | None = None  # the company's own Cal.com (db/credentials.py); else the global one
+    retell: RetellSpec | None = None
 
     @field_validator("timezone")
     @classmethod
@@ -120,6 +123,7 @@ def parse_tenants(path: Path) -> TenantsFile:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         raise TenantFileError(f"{path}:{where} not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    raw = substitute_env(raw, str(path))
     try:
         spec = TenantsFile.model_validate(raw)
     except ValidationError as exc:
