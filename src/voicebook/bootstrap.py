@@ -22,8 +22,10 @@ from voicebook.booking.policy import BookingPolicy, GuardPolicy
 from voicebook.booking.ports import CalendarGateway
 from voicebook.calcom.client import CalcomClient
 from voicebook.calcom.gateway import CalcomGateway
+from voicebook.calcom.registry import CalendarRegistry
 from voicebook.calcom.sandbox import Sandbox, event_type_from_service
 from voicebook.calcom.transport import build_http_client
+from voicebook.db.credentials import Sealer
 from voicebook.db.queries import all_services
 from voicebook.db.session import make_engine, make_sessionmaker
 from voicebook.settings import Settings
@@ -58,10 +60,26 @@ class CalendarHandle:
     gateway: CalendarGateway
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     sandbox: Sandbox | None = None
+    # How the companies' own Cal.com accounts are reached (tests: the sandbox's accounts in process).
+    company_transport: httpx.AsyncBaseTransport | None = None
 
     async def aclose(self) -> None:
         for close in reversed(self.closers):
             await close()
+
+
+def company_calendars(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], handle: CalendarHandle
+) -> CalendarRegistry:
+    """The per-company directory (issue 16): a company's own Cal.com, else ``handle``'s global gateway."""
+    return CalendarRegistry(
+        sessionmaker=sessionmaker,
+        sealer=Sealer.from_setting(settings.secret_key),
+        fallback=handle.gateway,
+        default_base_url=settings.calcom_base_url,
+        timeout=settings.calcom_timeout_seconds,
+        transport=handle.company_transport,
+    )
 
 
 def sandbox_gateway(sandbox: Sandbox, *, timeout: float = 10.0) -> tuple[CalcomGateway, httpx.AsyncClient]:

@@ -23,7 +23,7 @@ from voicebook.api.schemas import AppointmentOut, FunctionAnswer
 from voicebook.booking import availability, changes, flow, outcomes
 from voicebook.booking.errors import CalendarError
 from voicebook.booking.policy import BookingPolicy
-from voicebook.booking.ports import CalendarGateway
+from voicebook.booking.ports import CalendarDirectory, CalendarGateway
 from voicebook.booking.tenancy import CallContext, OfferingCache, ServiceRef, Tenant
 from voicebook.booking.types import AnswerStatus
 from voicebook.errors import InvariantViolated
@@ -114,6 +114,7 @@ class FunctionDeps:
     calendar: CalendarGateway
     policy: BookingPolicy
     offerings: OfferingCache
+    directory: CalendarDirectory | None = None  # per company (issue 16); None: ``calendar`` for all
 
 
 def _plain(status: str, message: str) -> FunctionAnswer:
@@ -178,7 +179,16 @@ async def _answer(
         svc = offering.find(command.service)
         if svc is None:
             return render(outcomes.Outcome(AnswerStatus.NOT_FOUND, reason="unknown_service"), tenant, offered)
+    if deps.directory is not None and await deps.directory.is_disconnected(tenant.company_id):
+        # Known refused credential: say so at once, send nothing (issue 16).
+        return _plain(AnswerStatus.UPSTREAM_ERROR, messages.calendar_disconnected(tenant.locale))
     outcome = await _run(command, svc, tenant, ctx, deps)
+    if (
+        outcome.status == AnswerStatus.UPSTREAM_ERROR
+        and deps.directory is not None
+        and await deps.directory.is_disconnected(tenant.company_id)
+    ):
+        return _plain(AnswerStatus.UPSTREAM_ERROR, messages.calendar_disconnected(tenant.locale))
     return render(outcome, tenant, offered)
 
 
@@ -192,6 +202,8 @@ async def _run(
     tz = ZoneInfo(tenant.timezone)
     sessionmaker, calendar, policy = deps.sessionmaker, deps.calendar, deps.policy
     try:
+        if deps.directory is not None:
+            calendar = await deps.directory.for_company(tenant.company_id)
         if isinstance(command, arguments.CheckAvailability) and svc is not None:
             return await availability.check(
                 calendar, svc.event_type_id, command.day, command.time_of_day, tz, policy.clock()

@@ -7,7 +7,14 @@ from typing import Annotated
 from fastapi import APIRouter, Header
 
 from voicebook.api import functions
-from voicebook.api.deps import CalendarDep, OfferingsDep, PolicyDep, RetellBody, SessionmakerDep
+from voicebook.api.deps import (
+    CalendarDep,
+    DirectoryDep,
+    OfferingsDep,
+    PolicyDep,
+    RetellBody,
+    SessionmakerDep,
+)
 from voicebook.api.schemas import FunctionAnswer
 
 router = APIRouter(tags=["retell"])
@@ -28,7 +35,8 @@ async def function_call(
     calendar: CalendarDep,
     policy: PolicyDep,
     offerings: OfferingsDep,
+    directory: DirectoryDep,
     x_retell_call_id: Annotated[str | None, Header()] = None,
 ) -> FunctionAnswer:
-    deps = functions.FunctionDeps(sessionmaker, calendar, policy, offerings)
+    deps = functions.FunctionDeps(sessionmaker, calendar, policy, offerings, directory)
     return await functions.answer(name, body.data, x_retell_call_id, deps)

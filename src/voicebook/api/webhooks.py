@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import structlog
-from fastapi import APIRouter, HTTPException, Response
+from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import ValidationError
+from sqlalchemy import select
 
-from voicebook.api.deps import CalcomBody, RetellBody, SessionDep
+from voicebook.api.deps import CalcomBody, CalcomCompanyBody, RetellBody, SessionDep
 from voicebook.booking.calendar_sync import apply_calendar_change
 from voicebook.booking.call_events import CallFacts, apply_call_event
 from voicebook.calcom.webhooks import parse_change
+from voicebook.db.models import Appointment
 from voicebook.retell.schemas import WebhookBody
 
 router = APIRouter(tags=["webhooks"])
@@ -57,4 +59,32 @@ async def retell_webhook(body: RetellBody, session: SessionDep) -> Response:
 async def calcom_webhook(body: CalcomBody, session: SessionDep) -> dict[str, str]:
     action = await apply_calendar_change(session, parse_change(body.data))
     log.info("calcom.webhook", trigger=str(body.data.get("triggerEvent"))[:64], action=action)
+    return {"status": action}
+
+
+@router.post(
+    "/calcom/webhook/{slug}",
+    status_code=200,
+    summary="One company's Cal.com booking events (checked with that company's own webhook secret)",
+    responses={401: {"description": "bad or missing signature, or no such company secret"}},
+)
+async def calcom_company_webhook(
+    slug: str, body: CalcomCompanyBody, session: SessionDep, request: Request
+) -> dict[str, str]:
+    change = parse_change(body.data)
+    company_id = getattr(request.state, "company_id", None)
+    if change is not None and change.uid:
+        owner = (
+            await session.execute(
+                select(Appointment.company_id).where(Appointment.calcom_booking_uid == change.uid)
+            )
+        ).first()
+        if owner is not None and owner[0] is not None and owner[0] != company_id:
+            # Signed by this company, about another company's booking: never let it change that one.
+            log.warning("calcom.webhook_foreign_booking", company=slug[:100], calcom_booking_uid=change.uid)
+            return {"status": "ignored"}
+    action = await apply_calendar_change(session, change)
+    log.info(
+        "calcom.webhook", company=slug[:100], trigger=str(body.data.get("triggerEvent"))[:64], action=action
+    )
     return {"status": action}

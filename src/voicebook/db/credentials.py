@@ -335,9 +335,8 @@ async def store_credentials(
     ids: dict[str, int] = {}
     for chunk in range(0, len(slugs), 500):
         part = slugs[chunk : chunk + 500]
-        ids.update(
-            dict(await session.execute(select(Company.slug, Company.id).where(Company.slug.in_(part))))
-        )
+        found = await session.execute(select(Company.slug, Company.id).where(Company.slug.in_(part)))
+        ids.update((row[0], row[1]) for row in found)
     rows: dict[int, CompanyCredential] = {}
     for chunk in range(0, len(slugs), 500):
         part_ids = [ids[s] for s in slugs[chunk : chunk + 500] if s in ids]

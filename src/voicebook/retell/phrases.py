@@ -103,6 +103,12 @@ SENTENCES: Final[dict[str, dict[Lang, str]]] = {
         "de": "So kurzfristig kann ich leider nicht buchen.",
         "en": "Sorry, that is too short notice.",
     },
+    "calendar_disconnected": {
+        "de": "Ich kann gerade leider keine Termine eintragen, weil unser Kalender nicht verbunden ist. "
+        "Bitte rufen Sie uns später noch einmal an; das Team ist informiert.",
+        "en": "I cannot book appointments right now because our calendar is not connected. "
+        "Please call us again later; the team has been told.",
+    },
     "upstream_error": {
         "de": "Der Kalender ist gerade nicht erreichbar; bitte versuchen Sie es gleich noch einmal.",
         "en": "The calendar is not reachable right now; please try again in a moment.",
