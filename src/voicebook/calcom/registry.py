@@ -59,6 +59,7 @@ POOL_LIMITS = httpx.Limits(max_connections=8, max_keepalive_connections=4, keepa
 @dataclass
 class _Kept:
     http: httpx.AsyncClient
+    client: CalcomClient
     gateway: CalcomGateway
     last_used: float
 
@@ -244,6 +245,16 @@ class CalendarRegistry:
         secret = company.api_key.get_secret_value() if company.api_key else ""
         return ("key", base, hashlib.sha256(secret.encode()).hexdigest()[:32])
 
+    async def client_for(self, company_id: int) -> CalcomClient | None:
+        """The raw client of a company's own credential (``tenants sync``); None without one."""
+        company = await self._company(company_id)
+        if company is None or not company.has_calcom:
+            return None
+        if company.state == DISCONNECTED:
+            raise CalendarDisconnected(f"company {company.slug} is disconnected from its calendar")
+        await self._gateway(company)
+        return self._clients[self._key(company)].client
+
     async def _gateway(self, company: CompanySecrets) -> CalcomGateway:
         await self._sweep()
         key = self._key(company)
@@ -257,9 +268,8 @@ class CalendarRegistry:
             )
             if company.auth == "oauth":
                 http.auth = OAuthBearer(self._token_source(company))
-            kept = _Kept(
-                http, CalcomGateway(CalcomClient(http, on_response=self._on_response)), self._clock()
-            )
+            client = CalcomClient(http, on_response=self._on_response)
+            kept = _Kept(http, client, CalcomGateway(client), self._clock())
             self._clients[key] = kept
             while len(self._clients) > self._max_clients:
                 _, oldest = self._clients.popitem(last=False)

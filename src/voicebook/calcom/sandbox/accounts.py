@@ -127,9 +127,15 @@ def account_routes(sandbox: Sandbox) -> list[Route]:
     async def event_types(request: Request) -> Response:
         return await sandbox.serve(request, "event_types.list", EVENT_TYPES_API_VERSION, list_event_types)
 
+    async def team_event_types(request: Request) -> Response:
+        return await sandbox.serve(
+            request, "team_event_types.list", EVENT_TYPES_API_VERSION, list_event_types
+        )
+
     return [
         Route(TOKEN_PATH, token, methods=["POST"]),
         Route("/v2/event-types", event_types, methods=["GET"]),
+        Route("/v2/teams/{team_id:int}/event-types", team_event_types, methods=["GET"]),
     ]
 
 
