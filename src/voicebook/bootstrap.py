@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from voicebook import metrics
 from voicebook.booking.policy import BookingPolicy, GuardPolicy
 from voicebook.booking.ports import CalendarGateway
+from voicebook.calcom.budget import DatabaseBudget, RedisBudget
 from voicebook.calcom.client import CalcomClient
 from voicebook.calcom.gateway import CalcomGateway
 from voicebook.calcom.registry import CalendarRegistry
@@ -79,6 +80,7 @@ def company_calendars(
         default_base_url=settings.calcom_base_url,
         timeout=settings.calcom_timeout_seconds,
         transport=handle.company_transport,
+        budget=RedisBudget(settings.redis_url) if settings.redis_url else DatabaseBudget(sessionmaker),
     )
 
 

@@ -33,6 +33,7 @@ from voicebook import metrics
 from voicebook.booking.errors import CalendarDisconnected, CalendarRejected, CalendarUnavailable
 from voicebook.booking.ports import CalendarGateway
 from voicebook.booking.types import BookingQuery, BookingRequest, CalendarBooking
+from voicebook.calcom.budget import Budget, BudgetedTransport, budget_key
 from voicebook.calcom.client import CalcomClient
 from voicebook.calcom.gateway import CalcomGateway
 from voicebook.calcom.oauth import CredentialRefused, OAuthBearer, TokenGrant, exchange_refresh_token
@@ -158,8 +159,10 @@ class CalendarRegistry:
         idle_seconds: float = 300.0,
         ttl_seconds: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        budget: Budget | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
+        self._budget = budget
         self._sealer = sealer
         self._fallback = fallback
         self._default_base_url = default_base_url
@@ -216,6 +219,9 @@ class CalendarRegistry:
         tokens, self._token_clients = list(self._token_clients.values()), {}
         for http in tokens:
             await http.aclose()
+        close = getattr(self._budget, "aclose", None)
+        if close is not None:
+            await close()
 
     # --- internals ----------------------------------------------------------------------------------
 
@@ -277,6 +283,18 @@ class CalendarRegistry:
         self._clients.move_to_end(key)
         kept.last_used = self._clock()
         return kept.gateway
+
+    def _budgeted(self, company: CompanySecrets, key: tuple[str, ...]) -> httpx.AsyncBaseTransport | None:
+        """The credential's transport, behind its shared rate budget when there is one."""
+        if self._budget is None:
+            return self._transport
+        inner = self._transport or httpx.AsyncHTTPTransport(limits=POOL_LIMITS)
+        return BudgetedTransport(
+            inner,
+            self._budget,
+            budget_key(self._base_url(company), "\x00".join(key)),
+            owns_inner=self._transport is None,
+        )
 
     async def _sweep(self) -> None:
         now = self._clock()

@@ -9,6 +9,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Double,
     ForeignKey,
     Index,
     Integer,
@@ -232,3 +233,17 @@ class CompanyCredential(TimestampMixin, Base):
     state: Mapped[str] = mapped_column(String(16), default="connected", server_default="connected")
     state_reason: Mapped[str | None] = mapped_column(String(200))
     state_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class RateBudget(Base):
+    """A token bucket per Cal.com credential (calcom/budget.py), shared by every worker.
+
+    ``key`` is a hash of base URL and credential, never the credential. Times are epoch seconds.
+    """
+
+    __tablename__ = "rate_budgets"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tokens: Mapped[float] = mapped_column(Double)
+    refilled_at: Mapped[float] = mapped_column(Double)
+    blocked_until: Mapped[float] = mapped_column(Double, default=0.0)

@@ -5,6 +5,9 @@ One row per company that brings its own Cal.com and/or Retell credentials. Every
 be shown (base URL, team id, OAuth client id, auth kind) and the connection ``state``
 (``connected`` | ``disconnected``) with its reason and time.
 
+``rate_budgets``: the token bucket of each Cal.com credential (keyed by a hash, never the credential),
+shared by every worker when Redis is not configured.
+
 Revision ID: 0005
 Revises: 0004
 Create Date: 2026-12-01 07:00:00
@@ -44,7 +47,15 @@ def upgrade() -> None:
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("updated_at", UTCDateTime(), nullable=False),
     )
+    op.create_table(
+        "rate_budgets",
+        sa.Column("key", sa.String(64), primary_key=True),
+        sa.Column("tokens", sa.Double(), nullable=False),
+        sa.Column("refilled_at", sa.Double(), nullable=False),
+        sa.Column("blocked_until", sa.Double(), nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("rate_budgets")
     op.drop_table("company_credentials")
