@@ -46,7 +46,8 @@ class PhoneNumber(Base):
     __table_args__ = (UniqueConstraint("number", name="uq_phone_number_number"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    company_id: Mapped[int] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"))
+    # Indexed (0005): `tenants load` deletes a company's stale numbers by company, 10 000 times.
+    company_id: Mapped[int] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"), index=True)
     number: Mapped[str] = mapped_column(String(32))
 
 

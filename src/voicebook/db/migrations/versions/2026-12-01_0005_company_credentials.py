@@ -8,6 +8,8 @@ be shown (base URL, team id, OAuth client id, auth kind) and the connection ``st
 ``rate_budgets``: the token bucket of each Cal.com credential (keyed by a hash, never the credential),
 shared by every worker when Redis is not configured.
 
+``ix_phone_numbers_company_id``: so that loading 10 000 companies stays linear.
+
 Revision ID: 0005
 Revises: 0004
 Create Date: 2026-12-01 07:00:00
@@ -55,7 +57,12 @@ def upgrade() -> None:
         sa.Column("blocked_until", sa.Double(), nullable=False),
     )
 
+    # `tenants load` deletes each company's stale numbers by company_id: without an index that is a
+    # scan of every number per company, quadratic for 10 000 companies.
+    op.create_index("ix_phone_numbers_company_id", "phone_numbers", ["company_id"])
+
 
 def downgrade() -> None:
+    op.drop_index("ix_phone_numbers_company_id", table_name="phone_numbers")
     op.drop_table("rate_budgets")
     op.drop_table("company_credentials")
