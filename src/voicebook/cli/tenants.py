@@ -15,6 +15,9 @@ from voicebook.settings import Settings
 app = typer.Typer(help="Companies, numbers and services.", no_args_is_help=True)
 
 
+PROGRESS_FROM = 500  # companies; a small file loads in a blink and keeps its two-line output
+
+
 async def _load_tenants(settings: Settings, path: Path) -> str:
     from voicebook.db.bulk import load_in_chunks
     from voicebook.db.credentials import CredentialEntry, Sealer, require_sealer, store_credentials
@@ -28,9 +31,12 @@ async def _load_tenants(settings: Settings, path: Path) -> str:
     engine = make_engine(settings.database_url)
     try:
         async with transaction(make_sessionmaker(engine)) as session:
-            # A progress bar on stderr: a 10 000-company file takes a while (one transaction still).
-            with typer.progressbar(length=len(spec.companies), label="companies", file=sys.stderr) as bar:
-                summary = await load_in_chunks(session, spec, bar.update)
+            if len(spec.companies) > PROGRESS_FROM:
+                # A progress bar on stderr: a 10 000-company file takes a while (one transaction still).
+                with typer.progressbar(length=len(spec.companies), label="companies", file=sys.stderr) as bar:
+                    summary = await load_in_chunks(session, spec, bar.update)
+            else:
+                summary = await load_in_chunks(session, spec)
             credentials = await store_credentials(session, entries, sealer, path=str(path))
     finally:
         await engine.dispose()

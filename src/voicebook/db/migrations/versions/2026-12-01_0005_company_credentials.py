@@ -63,6 +63,20 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_index("ix_phone_numbers_company_id", table_name="phone_numbers")
+    if op.get_bind().dialect.name in ("mysql", "mariadb"):
+        # InnoDB let this index serve the foreign key (dropping its own): drop the key with it and
+        # add it back, which gives it its implicit index again, as 0001 left it.
+        op.drop_constraint("fk_phone_numbers_company_id_companies", "phone_numbers", type_="foreignkey")
+        op.drop_index("ix_phone_numbers_company_id", table_name="phone_numbers")
+        op.create_foreign_key(
+            "fk_phone_numbers_company_id_companies",
+            "phone_numbers",
+            "companies",
+            ["company_id"],
+            ["id"],
+            ondelete="CASCADE",
+        )
+    else:
+        op.drop_index("ix_phone_numbers_company_id", table_name="phone_numbers")
     op.drop_table("rate_budgets")
     op.drop_table("company_credentials")
