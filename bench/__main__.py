@@ -8,9 +8,14 @@ import os
 import platform
 import time
 
-from bench import cleanup, common, overhead, scaleout
+from bench import cleanup, common, companies, overhead, scaleout
 
-SUITES = {"overhead": overhead.main, "scaleout": scaleout.main, "cleanup": cleanup.main}
+SUITES = {
+    "overhead": overhead.main,
+    "scaleout": scaleout.main,
+    "cleanup": cleanup.main,
+    "companies": companies.main,
+}
 
 
 def main() -> None:
