@@ -8,6 +8,7 @@ account would succeed there — the tests check where each one landed, with whic
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ import httpx
 import pytest
 from cryptography.fernet import Fernet
 from pydantic import SecretStr
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from voicebook.app import create_app
 from voicebook.bootstrap import CalendarHandle, sandbox_gateway
@@ -353,3 +354,75 @@ class TestTwoCompanies:
                 "/calcom/webhook/nord", content=raw, headers={SIGNATURE_HEADER: sign(raw, NORD_HOOK)}
             )
             assert nord.status_code == 200
+
+
+@pytest.mark.asyncio
+class TestTwoCompaniesBehindTheScenes:
+    async def test_reconciler_and_webhooks_stay_with_each_company(
+        self, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from voicebook.booking.reconcile.driver import reconcile_once
+        from voicebook.bootstrap import booking_policy
+        from voicebook.calcom.sandbox.render import webhook_body
+        from voicebook.db.models import Appointment
+
+        async with two_companies(db_url, tmp_path, monkeypatch) as env:
+            start = next_weekday_at(14)
+            a = await env.call(
+                "book_appointment",
+                {"service": "Haarschnitt", "start": start, "name": "Anna Acme"},
+                to=ACME_NUMBER,
+                key=ACME_RETELL,
+                call_id="call_acme_w1",
+            )
+            n = await env.call(
+                "book_appointment",
+                {"service": "Massage", "start": start, "name": "Nora Nord"},
+                to=NORD_NUMBER,
+                key=GLOBAL_RETELL,
+                call_id="call_nord_w1",
+            )
+            assert a.json()["status"] == n.json()["status"] == "booked"
+            acme_seen, nord_seen = len(env.acme.tokens_seen), len(env.nord.tokens_seen)
+
+            # The reconciler compares each appointment with its own company's account.
+            app_state = env.client._transport.app.state  # type: ignore[attr-defined]
+            summary = await reconcile_once(
+                app_state.sessionmaker,
+                app_state.calendar,
+                booking_policy(env.settings),
+                owner="isolation",
+                directory=app_state.directory,
+            )
+            assert summary.failed == 0
+            assert len(env.acme.tokens_seen) > acme_seen
+            assert len(env.nord.tokens_seen) > nord_seen
+            assert set(env.acme.tokens_seen) == {ACME_KEY}
+            assert env.central.tokens_seen == []
+
+            # A cancellation signed by nord about acme's booking changes nothing.
+            stored = env.acme.bookings[0]
+            event_type = env.acme.engine.event_type(stored.event_type_id)
+            body = webhook_body("BOOKING_CANCELLED", stored, event_type, env.acme.clock.now())
+            raw = json.dumps(body).encode()
+            crossed = await env.client.post(
+                "/calcom/webhook/nord", content=raw, headers={SIGNATURE_HEADER: sign(raw, NORD_HOOK)}
+            )
+            assert crossed.json()["status"] == "ignored"
+            own = await env.client.post(
+                "/calcom/webhook/acme", content=raw, headers={SIGNATURE_HEADER: sign(raw, ACME_HOOK)}
+            )
+            assert own.json()["status"] == "cancelled"
+            engine = make_engine(env.db_url)
+            try:
+                async with make_sessionmaker(engine)() as session:
+                    statuses = {
+                        r[0]: r[1]
+                        for r in await session.execute(
+                            select(Appointment.calcom_booking_uid, Appointment.status)
+                        )
+                    }
+            finally:
+                await engine.dispose()
+            assert statuses[stored.uid] == "cancelled"
+            assert statuses[env.nord.bookings[0].uid] == "booked"
