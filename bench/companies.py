@@ -1,6 +1,7 @@
 """Benchmark (issue 16): 10 000 companies loaded vs 1 — load time, worker memory, booking latency.
 
-Each size runs in a fresh subprocess (``--worker N``) so the memory figures are that process's alone:
+Each size runs its load and its serving in fresh subprocesses, so the memory figure is a serving
+worker's alone (not the loader's heap):
 
 1. a scratch SQLite database is migrated and a tenants file of N companies is generated, every company
    with its own Cal.com credential (an API key at its own account) — the heaviest case for the registry;
@@ -61,26 +62,15 @@ def rss_kb() -> int:
     return 0
 
 
-async def _worker(n: int, bookings: int, work: Path, db_url: str) -> dict[str, Any]:
-    import httpx
-    from cryptography.fernet import Fernet
-    from pydantic import SecretStr
-
-    from voicebook.app import create_app
-    from voicebook.bootstrap import CalendarHandle, sandbox_gateway
-    from voicebook.calcom.sandbox import Sandbox, SandboxEventType, SandboxHost
-    from voicebook.calcom.sandbox.accounts import AccountAccess, SandboxAccounts
+async def _load(n: int, db_url: str, key: str, work: Path) -> float:
+    """Step 2, in its own process: load the file as ``voicebook tenants load`` does; the seconds."""
     from voicebook.db.bulk import load_in_chunks
     from voicebook.db.credentials import CredentialEntry, Sealer, store_credentials
     from voicebook.db.session import make_engine, make_sessionmaker, transaction
     from voicebook.db.tenants import parse_tenants
-    from voicebook.logging import configure_logging
-    from voicebook.retell.requests import function_call_body, signed
-    from voicebook.settings import Settings
 
     path = work / "tenants.yaml"
     path.write_text(tenants_yaml(n), encoding="utf-8")
-    key = Fernet.generate_key().decode()
     started = time.perf_counter()
     spec = parse_tenants(path)
     engine = make_engine(db_url)
@@ -88,9 +78,23 @@ async def _worker(n: int, bookings: int, work: Path, db_url: str) -> dict[str, A
         await load_in_chunks(session, spec)
         entries = [CredentialEntry(c.slug, c.calcom, c.retell) for c in spec.companies]
         await store_credentials(session, entries, Sealer([key]))
-    load_seconds = time.perf_counter() - started
+    seconds = time.perf_counter() - started
     await engine.dispose()
-    del spec, entries
+    return seconds
+
+
+async def _serve(n: int, bookings: int, db_url: str, key: str) -> dict[str, Any]:
+    """Step 3, in a fresh process (so its memory is a serving worker's alone): book for company 0."""
+    import httpx
+    from pydantic import SecretStr
+
+    from voicebook.app import create_app
+    from voicebook.bootstrap import CalendarHandle, sandbox_gateway
+    from voicebook.calcom.sandbox import Sandbox, SandboxEventType, SandboxHost
+    from voicebook.calcom.sandbox.accounts import AccountAccess, SandboxAccounts
+    from voicebook.logging import configure_logging
+    from voicebook.retell.requests import function_call_body, signed
+    from voicebook.settings import Settings
 
     hosts = [SandboxHost(900 + h, f"Host {h}", f"h{h}@sandbox.invalid", f"h{h}", "UTC") for h in range(20)]
     account = Sandbox()
@@ -127,7 +131,7 @@ async def _worker(n: int, bookings: int, work: Path, db_url: str) -> dict[str, A
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://vb.bench") as client,
     ):
         for i in range(bookings + 5):
-            start = base + timedelta(minutes=30 * (i // 20), days=0)
+            start = base + timedelta(minutes=30 * (i // 20))
             body = function_call_body(
                 "book_appointment",
                 {"service": "Haarschnitt", "start": start.strftime("%Y-%m-%dT%H:%M"), "name": f"Caller {i}"},
@@ -147,7 +151,6 @@ async def _worker(n: int, bookings: int, work: Path, db_url: str) -> dict[str, A
     await http.aclose()
     return {
         "companies": n,
-        "load_seconds": round(load_seconds, 2),
         "rss_mb": round(rss / 1024, 1),
         "p50_ms": round(common.percentile(latencies, 50) * 1000, 1),
         "p95_ms": round(common.percentile(latencies, 95) * 1000, 1),
@@ -155,9 +158,9 @@ async def _worker(n: int, bookings: int, work: Path, db_url: str) -> dict[str, A
     }
 
 
-def _run(n: int, bookings: int) -> dict[str, Any]:
+def _step(*args: str) -> dict[str, Any]:
     out = subprocess.run(
-        [common.PYTHON, "-m", "bench.companies", "--worker", str(n), "--bookings", str(bookings)],
+        [common.PYTHON, "-m", "bench.companies", *args],
         cwd=common.ROOT,
         capture_output=True,
         text=True,
@@ -168,20 +171,37 @@ def _run(n: int, bookings: int) -> dict[str, Any]:
     return result
 
 
+def _run(n: int, bookings: int) -> dict[str, Any]:
+    """One size: migrate, load (own process), serve and book (own process)."""
+    from cryptography.fernet import Fernet
+
+    from voicebook.db import migrate
+
+    work = Path(tempfile.mkdtemp(prefix="voicebook-bench-companies-"))
+    db_url = f"sqlite:///{work / 'bench.db'}"
+    migrate.upgrade(db_url, "head")
+    key = Fernet.generate_key().decode()
+    loaded = _step("--step", "load", "--n", str(n), "--db", db_url, "--key", key, "--work", str(work))
+    served = _step(
+        "--step", "serve", "--n", str(n), "--db", db_url, "--key", key, "--bookings", str(bookings)
+    )
+    return {**served, "load_seconds": loaded["load_seconds"]}
+
+
 def main(argv: list[str] | None = None, report: Report | None = None) -> Report:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="1 000 companies instead of 10 000")
     parser.add_argument("--companies", type=int)
     parser.add_argument("--bookings", type=int, default=200)
-    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    for hidden in ("--step", "--n", "--db", "--key", "--work"):
+        parser.add_argument(hidden, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.worker is not None:
-        from voicebook.db import migrate
-
-        work = Path(tempfile.mkdtemp(prefix="voicebook-bench-companies-"))
-        db_url = f"sqlite:///{work / 'bench.db'}"
-        migrate.upgrade(db_url, "head")  # runs its own event loop, so before ours
-        print(json.dumps(asyncio.run(_worker(args.worker, args.bookings, work, db_url))), flush=True)
+    if args.step == "load":
+        seconds = asyncio.run(_load(int(args.n), args.db, args.key, Path(args.work)))
+        print(json.dumps({"load_seconds": round(seconds, 2)}), flush=True)
+        return report or Report()
+    if args.step == "serve":
+        print(json.dumps(asyncio.run(_serve(int(args.n), args.bookings, args.db, args.key))), flush=True)
         return report or Report()
     report = report or Report()
     many = args.companies or (1_000 if args.quick else 10_000)

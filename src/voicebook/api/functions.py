@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from voicebook import metrics
 from voicebook.api.schemas import AppointmentOut, FunctionAnswer
 from voicebook.booking import availability, changes, flow, outcomes
-from voicebook.booking.errors import CalendarError
+from voicebook.booking.errors import CalendarError, RateLimited
 from voicebook.booking.policy import BookingPolicy
 from voicebook.booking.ports import CalendarDirectory, CalendarGateway
 from voicebook.booking.tenancy import CallContext, OfferingCache, ServiceRef, Tenant
@@ -84,6 +84,8 @@ def _message(outcome: outcomes.Outcome, tz: ZoneInfo, loc: str, offered: list[st
         return messages.invalid_input(ArgumentError("start", "invalid"), loc)
     if reason == "calendar_refused":
         return messages.change_refused(loc)
+    if reason == "rate_limited":
+        return messages.calendar_busy(loc)
     return messages.upstream_error(loc)
 
 
@@ -228,6 +230,9 @@ async def _run(
                 start=command.start,
                 new_start=command.new_start,
             )
+    except RateLimited:
+        log.warning("function.calendar_busy")
+        return outcomes.Outcome(AnswerStatus.UPSTREAM_ERROR, reason="rate_limited")
     except CalendarError as exc:
         log.warning("function.calendar_error", error=type(exc).__name__)
         return outcomes.Outcome(AnswerStatus.UPSTREAM_ERROR, reason="calendar")

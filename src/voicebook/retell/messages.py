@@ -180,6 +180,11 @@ def upstream_error(locale: str | None) -> str:
     return _say("upstream_error", locale)
 
 
+def calendar_busy(locale: str | None) -> str:
+    """The credential's request budget is used up for a few seconds: "einen Moment", never a 429."""
+    return _say("calendar_busy", locale)
+
+
 def calendar_disconnected(locale: str | None) -> str:
     """The company's own Cal.com credential was refused or revoked: say so, do not promise a retry."""
     return _say("calendar_disconnected", locale)

@@ -103,6 +103,11 @@ SENTENCES: Final[dict[str, dict[Lang, str]]] = {
         "de": "So kurzfristig kann ich leider nicht buchen.",
         "en": "Sorry, that is too short notice.",
     },
+    "calendar_busy": {
+        "de": "Einen Moment bitte, der Kalender ist gerade sehr gefragt; "
+        "versuchen wir es gleich noch einmal.",
+        "en": "One moment please, the calendar is very busy right now; let us try again in a moment.",
+    },
     "calendar_disconnected": {
         "de": "Ich kann gerade leider keine Termine eintragen, weil unser Kalender nicht verbunden ist. "
         "Bitte rufen Sie uns später noch einmal an; das Team ist informiert.",
