@@ -426,3 +426,29 @@ class TestTwoCompaniesBehindTheScenes:
                 await engine.dispose()
             assert statuses[stored.uid] == "cancelled"
             assert statuses[env.nord.bookings[0].uid] == "booked"
+
+    async def test_used_up_budget_says_einen_moment_and_sends_nothing(
+        self, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from voicebook import bootstrap
+        from voicebook.calcom.budget import LocalBudget
+
+        monkeypatch.setattr(
+            bootstrap, "DatabaseBudget", lambda _sm: LocalBudget(capacity=2, per_seconds=3600)
+        )
+        async with two_companies(db_url, tmp_path, monkeypatch) as env:
+            args = {"service": "Haarschnitt", "date": next_weekday_at(9)[:10]}
+            for i in range(2):
+                ok = await env.call(
+                    "check_availability", args, to=ACME_NUMBER, key=ACME_RETELL, call_id=f"b{i}"
+                )
+                assert ok.json()["status"] == "available", ok.json()
+            busy = await env.call("check_availability", args, to=ACME_NUMBER, key=ACME_RETELL, call_id="b3")
+            assert busy.json()["status"] == "upstream_error"
+            assert "Einen Moment" in busy.json()["message"]
+            assert len(env.acme.tokens_seen) == 2  # the third was never sent: no 429 could come back
+            nord = {"service": "Massage", "date": args["date"]}
+            other = await env.call(
+                "check_availability", nord, to=NORD_NUMBER, key=GLOBAL_RETELL, call_id="b4"
+            )
+            assert other.json()["status"] == "available"  # another credential, another budget

@@ -270,7 +270,11 @@ class CalendarRegistry:
                 company.api_key.get_secret_value() if company.auth == "api_key" and company.api_key else None
             )
             http = build_http_client(
-                self._base_url(company), api_key, self._timeout, transport=self._transport, limits=POOL_LIMITS
+                self._base_url(company),
+                api_key,
+                self._timeout,
+                transport=self._budgeted(company, key),
+                limits=POOL_LIMITS,
             )
             if company.auth == "oauth":
                 http.auth = OAuthBearer(self._token_source(company))
