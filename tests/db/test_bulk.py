@@ -69,3 +69,59 @@ async def test_chunks_load_everything_once_and_report_progress(
     assert await _count(sessionmaker, Company) == 5
     assert await _count(sessionmaker, PhoneNumber) == 6
     assert await _count(sessionmaker, Service) == 5
+
+
+async def _snapshot(sm: async_sessionmaker[AsyncSession]) -> list[tuple[object, ...]]:
+    async with sm() as s:
+        companies = [
+            (c.slug, c.name, c.timezone, c.email_domain, c.locale, c.country)
+            for c in (await s.execute(select(Company).order_by(Company.slug))).scalars()
+        ]
+        numbers = [
+            tuple(r)
+            for r in await s.execute(
+                select(Company.slug, PhoneNumber.number)
+                .join(PhoneNumber, PhoneNumber.company_id == Company.id)
+                .order_by(PhoneNumber.number)
+            )
+        ]
+        services = [
+            (
+                slug,
+                sv.name,
+                sv.aliases,
+                sv.event_type_id,
+                sv.duration_minutes,
+                sv.round_robin,
+                sv.max_days_ahead,
+            )
+            for slug, sv in await s.execute(
+                select(Company.slug, Service)
+                .join(Service, Service.company_id == Company.id)
+                .order_by(Service.name)
+            )
+        ]
+    return [*companies, *numbers, *sorted(services, key=repr)]
+
+
+@pytest.mark.asyncio
+async def test_same_rows_and_change_counts_as_load_tenants(
+    sessionmaker: async_sessionmaker[AsyncSession], engine: object, tmp_path: Path
+) -> None:
+    from tests.conftest import wipe
+
+    from voicebook.db.tenants import load_tenants
+
+    first, second = parse_tenants(_file(tmp_path, 6)), parse_tenants(_file(tmp_path, 6, moved=True))
+    results = []
+    for loader in ("plain", "chunks"):
+        await wipe(engine)  # type: ignore[arg-type]
+        counts = []
+        for spec in (first, first, second):
+            async with sessionmaker() as s, s.begin():
+                if loader == "plain":
+                    counts.append((await load_tenants(s, spec)).changed)
+                else:
+                    counts.append((await load_in_chunks(s, spec, chunk=4)).changed)
+        results.append((counts, await _snapshot(sessionmaker)))
+    assert results[0] == results[1]
