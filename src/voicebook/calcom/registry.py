@@ -179,6 +179,7 @@ class CalendarRegistry:
         self._tokens: dict[int, TokenGrant] = {}
         self._locks: dict[int, asyncio.Lock] = {}
         self._swept = clock()
+        self._gauged: set[str] = set()
 
     def __repr__(self) -> str:
         return f"CalendarRegistry(clients={len(self._clients)})"
@@ -210,7 +211,7 @@ class CalendarRegistry:
         async with self._sessionmaker() as session:
             for slug, state, _, auth in await connection_states(session):
                 if auth != "none":
-                    metrics.COMPANY_DISCONNECTED.labels(company=slug).set(1 if state == DISCONNECTED else 0)
+                    self._gauge(slug, state == DISCONNECTED)
 
     async def aclose(self) -> None:
         kept, self._clients = list(self._clients.values()), OrderedDict()
@@ -238,8 +239,17 @@ class CalendarRegistry:
             raise CalendarUnavailable(exc.message) from None
         self._secrets[company_id] = (now + self._ttl, company)
         if company is not None and company.has_calcom:  # another worker's verdict, or a reloaded key
-            metrics.COMPANY_DISCONNECTED.labels(company=company.slug).set(int(company.state == DISCONNECTED))
+            self._gauge(company.slug, company.state == DISCONNECTED)
         return company
+
+    def _gauge(self, slug: str, disconnected: bool) -> None:
+        """A series only for a company that is (or was) disconnected: 10 000 connected companies would
+        otherwise be 10 000 series at 0 in every worker, for an alert that only asks ``> 0``."""
+        if disconnected:
+            self._gauged.add(slug)
+            metrics.COMPANY_DISCONNECTED.labels(company=slug).set(1)
+        elif slug in self._gauged or (slug,) in getattr(metrics.COMPANY_DISCONNECTED, "_metrics", {}):
+            metrics.COMPANY_DISCONNECTED.labels(company=slug).set(0)
 
     def _base_url(self, company: CompanySecrets) -> str:
         return company.base_url or self._default_base_url
@@ -383,7 +393,7 @@ class CalendarRegistry:
         """Mark ``company`` disconnected (once), drop its client and token, raise the gauge."""
         async with self._sessionmaker() as session, session.begin():
             changed = await mark_state(session, company.company_id, DISCONNECTED, reason)
-        metrics.COMPANY_DISCONNECTED.labels(company=company.slug).set(1)
+        self._gauge(company.slug, True)
         self._secrets.pop(company.company_id, None)
         self._tokens.pop(company.company_id, None)
         kept = self._clients.pop(self._key(company), None)
