@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from voicebook import metrics
 from voicebook.booking.policy import BookingPolicy, GuardPolicy
 from voicebook.booking.ports import CalendarGateway
-from voicebook.calcom.budget import DatabaseBudget, RedisBudget
+from voicebook.calcom.budget import Budget, BudgetedTransport, DatabaseBudget, RedisBudget, budget_key
 from voicebook.calcom.client import CalcomClient
 from voicebook.calcom.gateway import CalcomGateway
 from voicebook.calcom.registry import CalendarRegistry
@@ -69,6 +69,11 @@ class CalendarHandle:
             await close()
 
 
+def rate_budget(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> Budget:
+    """Where each Cal.com credential's request budget lives: Redis when configured, else the database."""
+    return RedisBudget(settings.redis_url) if settings.redis_url else DatabaseBudget(sessionmaker)
+
+
 def company_calendars(
     settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], handle: CalendarHandle
 ) -> CalendarRegistry:
@@ -80,7 +85,7 @@ def company_calendars(
         default_base_url=settings.calcom_base_url,
         timeout=settings.calcom_timeout_seconds,
         transport=handle.company_transport,
-        budget=RedisBudget(settings.redis_url) if settings.redis_url else DatabaseBudget(sessionmaker),
+        budget=rate_budget(settings, sessionmaker),
     )
 
 
@@ -94,13 +99,18 @@ def sandbox_gateway(sandbox: Sandbox, *, timeout: float = 10.0) -> tuple[CalcomG
 
 async def open_calendar(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> CalendarHandle:
     if settings.calcom_api_key is not None:
+        key = settings.calcom_api_key.get_secret_value()
+        # The global key has its request budget too, shared by all workers (issue 16).
+        budget = rate_budget(settings, sessionmaker)
+        transport = BudgetedTransport(
+            httpx.AsyncHTTPTransport(), budget, budget_key(settings.calcom_base_url, key)
+        )
         http = build_http_client(
-            settings.calcom_base_url,
-            settings.calcom_api_key.get_secret_value(),
-            settings.calcom_timeout_seconds,
+            settings.calcom_base_url, key, settings.calcom_timeout_seconds, transport=transport
         )
         gateway = CalcomGateway(CalcomClient(http, on_response=metrics.observe_calcom))
-        return CalendarHandle(gateway, [http.aclose])
+        closers = [http.aclose, *([budget.aclose] if isinstance(budget, RedisBudget) else [])]
+        return CalendarHandle(gateway, closers)
     secret = settings.calcom_webhook_secret.get_secret_value() if settings.calcom_webhook_secret else None
     sandbox = Sandbox(
         state_file=settings.sandbox_state_file,
