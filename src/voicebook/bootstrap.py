@@ -109,7 +109,9 @@ async def open_calendar(settings: Settings, sessionmaker: async_sessionmaker[Asy
             settings.calcom_base_url, key, settings.calcom_timeout_seconds, transport=transport
         )
         gateway = CalcomGateway(CalcomClient(http, on_response=metrics.observe_calcom))
-        closers = [http.aclose, *([budget.aclose] if isinstance(budget, RedisBudget) else [])]
+        closers: list[Callable[[], Awaitable[None]]] = [http.aclose]
+        if isinstance(budget, RedisBudget):
+            closers.append(budget.aclose)
         return CalendarHandle(gateway, closers)
     secret = settings.calcom_webhook_secret.get_secret_value() if settings.calcom_webhook_secret else None
     sandbox = Sandbox(
