@@ -149,3 +149,50 @@ async def test_two_workers_refresh_a_rotating_token_once(
     finally:
         for w in workers:
             await w.aclose()
+
+
+@pytest.mark.asyncio
+async def test_token_is_refreshed_before_it_expires(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    import time
+
+    from voicebook.calcom.oauth import REFRESH_MARGIN_SECONDS, TokenGrant
+
+    sealer = Sealer([Fernet.generate_key().decode()])
+    ids = await _companies(sessionmaker, sealer)
+    accounts = SandboxAccounts()
+    access = AccountAccess(client_id="o-client", client_secret="o-secret-1", refresh_token="o-rt-1")
+    sandbox = _account(access, accounts, "https://o.cal.test")
+    fallback: CalendarGateway = Fallback()  # type: ignore[assignment]
+    registry = CalendarRegistry(
+        sessionmaker=sessionmaker,
+        sealer=sealer,
+        fallback=fallback,
+        default_base_url="https://api.cal.com",
+        transport=accounts.transport,
+    )
+    try:
+        gateway = await registry.for_company(ids["o"])
+        await gateway.find_slots(42, *_window())
+        assert access.refreshes == 1
+        # The cached token still works for a minute, but that is inside the margin: refresh first.
+        grant = registry._tokens[ids["o"]]
+        registry._tokens[ids["o"]] = TokenGrant(grant.access_token, grant.refresh_token, time.time() + 60)
+        async with sessionmaker() as s, s.begin():
+            from voicebook.db.credentials import save_tokens
+
+            await save_tokens(
+                s,
+                ids["o"],
+                sealer,
+                slug="o",
+                refresh_token=access.refresh_token or "",
+                access_token=grant.access_token.get_secret_value(),
+                access_expires_at=time.time() + 60,
+            )
+        before = len(sandbox.tokens_seen)
+        await gateway.find_slots(42, *_window())
+        assert access.refreshes == 2
+        assert len(sandbox.tokens_seen) == before + 1  # no request went out with the old token first
+        assert REFRESH_MARGIN_SECONDS > 60
+    finally:
+        await registry.aclose()
