@@ -196,3 +196,43 @@ async def test_token_is_refreshed_before_it_expires(sessionmaker: async_sessionm
         assert REFRESH_MARGIN_SECONDS > 60
     finally:
         await registry.aclose()
+
+
+@pytest.mark.asyncio
+async def test_cal_coms_rate_headers_are_honoured_per_credential(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    from voicebook.booking.errors import RateLimited
+    from voicebook.calcom.budget import LocalBudget
+
+    sealer = Sealer([Fernet.generate_key().decode()])
+    ids = await _companies(sessionmaker, sealer)
+    accounts = SandboxAccounts()
+    # Account a allows only 3 requests a minute (a key with a custom limit); b the default.
+    a = accounts.add(
+        "https://a.cal.test",
+        Sandbox(rate_limit=3, enforce_rate_limit=True),
+        AccountAccess(api_key="cal_live_a_000000001"),
+    )
+    a.add_event_type(event_type_from_service(42, "s", 30, False, "Europe/Berlin"))
+    b = _account(AccountAccess(api_key="cal_live_b_000000002"), accounts, "https://b.cal.test")
+    fallback: CalendarGateway = Fallback()  # type: ignore[assignment]
+    registry = CalendarRegistry(
+        sessionmaker=sessionmaker,
+        sealer=sealer,
+        fallback=fallback,
+        default_base_url="https://api.cal.com",
+        transport=accounts.transport,
+        budget=LocalBudget(),
+    )
+    try:
+        gateway_a = await registry.for_company(ids["a"])
+        for _ in range(3):
+            await gateway_a.find_slots(42, *_window())
+        with pytest.raises(RateLimited):  # Remaining-Default was 0: blocked until Reset, not sent
+            await gateway_a.find_slots(42, *_window())
+        assert len(a.tokens_seen) == 3
+        await (await registry.for_company(ids["b"])).find_slots(42, *_window())
+        assert len(b.tokens_seen) == 1
+    finally:
+        await registry.aclose()
