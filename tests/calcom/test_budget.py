@@ -111,3 +111,17 @@ async def test_transport_waits_briefly_refuses_long_waits_and_honours_429() -> N
         with pytest.raises(RateLimited):  # blocked for 50 s: not sent at all, the caller hears it now
             await http.get("/v2/slots")
     assert len(sent) == 2
+
+
+@pytest.mark.asyncio
+async def test_a_budget_store_that_is_down_never_fails_the_request() -> None:
+    class Down:
+        async def take(self, key: str) -> float:
+            raise OSError("redis down")
+
+        async def block(self, key: str, seconds: float) -> None:
+            raise OSError("redis down")
+
+    transport = BudgetedTransport(httpx.MockTransport(lambda r: httpx.Response(429, json={})), Down(), "k")
+    async with httpx.AsyncClient(transport=transport, base_url="https://api.cal.com") as http:
+        assert (await http.get("/v2/slots")).status_code == 429  # Cal.com's answer, unchanged

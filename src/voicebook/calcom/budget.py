@@ -230,7 +230,11 @@ class BudgetedTransport(httpx.AsyncBaseTransport):
         self._max_wait, self._sleep, self._owns_inner = max_wait_seconds, sleep, owns_inner
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        wait = await self._budget.take(self._key)
+        try:
+            wait = await self._budget.take(self._key)
+        except Exception as exc:  # the budget's store is down: Cal.com's own limit still protects it
+            log.warning("calcom.budget_unavailable", error=type(exc).__name__)
+            wait = 0.0
         if wait > self._max_wait:
             log.warning("calcom.budget_exhausted", wait_seconds=round(wait, 1))
             raise RateLimited("the credential's Cal.com request budget is used up for now", wait)
@@ -240,7 +244,10 @@ class BudgetedTransport(httpx.AsyncBaseTransport):
         remaining = response.headers.get("x-ratelimit-remaining-default")
         if response.status_code == 429 or remaining == "0":
             reset = reset_seconds(response.headers)
-            await self._budget.block(self._key, reset if reset is not None else PER_SECONDS)
+            try:
+                await self._budget.block(self._key, reset if reset is not None else PER_SECONDS)
+            except Exception as exc:  # as above: never fail a request because the budget cannot be kept
+                log.warning("calcom.budget_unavailable", error=type(exc).__name__)
         return response
 
     async def aclose(self) -> None:
