@@ -51,15 +51,22 @@ async def load_in_chunks(
     spec: TenantsFile,
     progress: Callable[[int], None] | None = None,
     chunk: int = CHUNK,
+    **load_options: Any,
 ) -> LoadSummary:
-    """Load ``spec`` like ``load_tenants``, ``chunk`` companies at a time; ``progress(n)`` per chunk."""
+    """Load ``spec`` like ``load_tenants``, ``chunk`` companies at a time; ``progress(n)`` per chunk.
+
+    ``load_options`` go to ``load_tenants`` unchanged (e.g. how it treats a number another company holds:
+    such a company never takes the bulk path, so ``load_tenants`` alone decides).
+    """
     companies = numbers = services = changed = 0
     for start in range(0, len(spec.companies), chunk):
         part = spec.companies[start : start + chunk]
         new, _unchanged_ones, other = await _sort(session, part)
         changed += await _insert_new(session, new)
         if other:
-            summary = await load_tenants(session, TenantsFile.model_construct(companies=other))
+            summary = await load_tenants(
+                session, TenantsFile.model_construct(companies=other), **load_options
+            )
             changed += summary.changed
         await session.flush()
         session.expunge_all()
