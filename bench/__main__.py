@@ -8,13 +8,14 @@ import os
 import platform
 import time
 
-from bench import cleanup, common, floor, overhead, scaleout
+from bench import cleanup, common, companies, floor, overhead, scaleout
 
 SUITES = {
     "floor": floor.main,
     "overhead": overhead.main,
     "scaleout": scaleout.main,
     "cleanup": cleanup.main,
+    "companies": companies.main,
 }
 
 

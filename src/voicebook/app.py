@@ -22,7 +22,8 @@ from voicebook.api.security_headers import SecurityHeadersMiddleware
 from voicebook.api.throttle import LoginThrottle, LoginThrottleMiddleware
 from voicebook.booking.reconcile.driver import run_periodically
 from voicebook.booking.tenancy import OfferingCache
-from voicebook.bootstrap import CalendarHandle, booking_policy, database, open_calendar
+from voicebook.bootstrap import CalendarHandle, booking_policy, company_calendars, database, open_calendar
+from voicebook.db.credentials import Sealer
 from voicebook.db.session import describe_url
 from voicebook.logging import configure_logging, register_secrets
 from voicebook.settings import Settings, get_settings
@@ -44,9 +45,13 @@ def create_app(settings: Settings | None = None, *, calendar: CalendarHandle | N
         app.state.engine = engine
         app.state.sessionmaker = sessionmaker
         app.state.calendar = handle.gateway
+        directory = company_calendars(settings, sessionmaker, handle)
+        await directory.prime()
+        app.state.directory = directory
         app.state.sandbox = handle.sandbox
         app.state.offerings = OfferingCache()
         app.state.policy = booking_policy(settings)
+        app.state.sealer = Sealer.from_setting(settings.secret_key)
         log.info(
             "app.started",
             version=__version__,
@@ -82,6 +87,7 @@ def create_app(settings: Settings | None = None, *, calendar: CalendarHandle | N
                     stop=stop,
                     deadline_seconds=settings.reconcile_deadline_seconds,
                     retention_hours=settings.attempt_retention_hours,
+                    directory=directory,
                 ),
                 name="voicebook-reconciler",
             )
@@ -91,6 +97,7 @@ def create_app(settings: Settings | None = None, *, calendar: CalendarHandle | N
             stop.set()
             if reconciler is not None:
                 await reconciler
+            await directory.aclose()
             if calendar is None:
                 await handle.aclose()
             await engine.dispose()

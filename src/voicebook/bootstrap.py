@@ -22,10 +22,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from voicebook import metrics
 from voicebook.booking.policy import BookingPolicy, GuardPolicy
 from voicebook.booking.ports import CalendarGateway
+from voicebook.calcom.budget import Budget, BudgetedTransport, DatabaseBudget, RedisBudget, budget_key
 from voicebook.calcom.client import CalcomClient
 from voicebook.calcom.gateway import CalcomGateway
+from voicebook.calcom.registry import CalendarRegistry
 from voicebook.calcom.sandbox import Sandbox, SandboxEventType, event_type_from_service
 from voicebook.calcom.transport import build_http_client
+from voicebook.db.credentials import Sealer
 from voicebook.db.queries import all_services
 from voicebook.db.session import make_engine, make_sessionmaker
 from voicebook.settings import Settings
@@ -60,10 +63,32 @@ class CalendarHandle:
     gateway: CalendarGateway
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     sandbox: Sandbox | None = None
+    # How the companies' own Cal.com accounts are reached (tests: the sandbox's accounts in process).
+    company_transport: httpx.AsyncBaseTransport | None = None
 
     async def aclose(self) -> None:
         for close in reversed(self.closers):
             await close()
+
+
+def rate_budget(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> Budget:
+    """Where each Cal.com credential's request budget lives: Redis when configured, else the database."""
+    return RedisBudget(settings.redis_url) if settings.redis_url else DatabaseBudget(sessionmaker)
+
+
+def company_calendars(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], handle: CalendarHandle
+) -> CalendarRegistry:
+    """The per-company directory (issue 16): a company's own Cal.com, else ``handle``'s global gateway."""
+    return CalendarRegistry(
+        sessionmaker=sessionmaker,
+        sealer=Sealer.from_setting(settings.secret_key),
+        fallback=handle.gateway,
+        default_base_url=settings.calcom_base_url,
+        timeout=settings.calcom_timeout_seconds,
+        transport=handle.company_transport,
+        budget=rate_budget(settings, sessionmaker),
+    )
 
 
 def sandbox_gateway(sandbox: Sandbox, *, timeout: float = 10.0) -> tuple[CalcomGateway, httpx.AsyncClient]:
@@ -76,13 +101,20 @@ def sandbox_gateway(sandbox: Sandbox, *, timeout: float = 10.0) -> tuple[CalcomG
 
 async def open_calendar(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> CalendarHandle:
     if settings.calcom_api_key is not None:
+        key = settings.calcom_api_key.get_secret_value()
+        # The global key has its request budget too, shared by all workers (issue 16).
+        budget = rate_budget(settings, sessionmaker)
+        transport = BudgetedTransport(
+            httpx.AsyncHTTPTransport(), budget, budget_key(settings.calcom_base_url, key)
+        )
         http = build_http_client(
-            settings.calcom_base_url,
-            settings.calcom_api_key.get_secret_value(),
-            settings.calcom_timeout_seconds,
+            settings.calcom_base_url, key, settings.calcom_timeout_seconds, transport=transport
         )
         gateway = CalcomGateway(CalcomClient(http, on_response=metrics.observe_calcom))
-        return CalendarHandle(gateway, [http.aclose])
+        closers: list[Callable[[], Awaitable[None]]] = [http.aclose]
+        if isinstance(budget, RedisBudget):
+            closers.append(budget.aclose)
+        return CalendarHandle(gateway, closers)
     secret = settings.calcom_webhook_secret.get_secret_value() if settings.calcom_webhook_secret else None
 
     async def configured_event_types() -> list[SandboxEventType]:

@@ -38,6 +38,7 @@ __all__ = [
     "mask_phone",
     "redact",
     "redact_processor",
+    "register_secret",
     "register_secrets",
 ]
 
@@ -234,6 +235,13 @@ def register_secrets(values: list[str]) -> None:
     _configured_secrets.update(fresh)
     ordered = sorted(_configured_secrets, key=len, reverse=True)  # the longest first: no half-masked key
     _CONFIGURED[:] = [re.compile("|".join(re.escape(v) for v in ordered))]
+    _redact_text.cache_clear()  # a line memoised before this secret was known must not come back
+
+
+def register_secret(value: str | None) -> None:
+    """One secret opened at run time (a company's own key, webhook secret, OAuth token): never logged."""
+    if value:
+        register_secrets([value])
 
 
 def _is_sensitive_key(key: object) -> bool:

@@ -121,6 +121,19 @@ RECONCILER_OLDEST_OPEN_SECONDS = Gauge(
     "Age of the oldest open booking attempt when the reconciler last looked (0 when none).",
     multiprocess_mode="livemax",
 )
+# The one metric labelled by company (issue 16): an operator must see *which* company lost its calendar.
+# Its cardinality is bounded by the tenants file, and only companies with their own credentials appear.
+COMPANY_DISCONNECTED = Gauge(
+    "voicebook_company_disconnected",
+    "1 while a company's own Cal.com credential is refused or revoked (its callers cannot book).",
+    ["company"],
+    multiprocess_mode="livemax",
+)
+CALCOM_VERSION_FALLBACK = Counter(
+    "voicebook_calcom_version_fallback_total",
+    "Cal.com answers whose shape is not the pinned cal-api-version's (a silent older controller).",
+    ["endpoint"],
+)
 RECONCILER_ACTIONS = Counter(
     "voicebook_reconciler_actions_total",
     "What the reconciler did with an open attempt (recorded, failed, skipped...).",

@@ -82,6 +82,11 @@ class Settings(BaseSettings):
     sandbox_state_file: Path | None = None
     sandbox_control_enabled: bool = False
     sandbox_webhook_url: str | None = None
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Fernet key(s), comma-separated, first encrypts: seals the tenants' own credentials.",
+    )
+    redis_url: str | None = None
     log_level: str = "INFO"
     log_json: bool = True
     # Limits (docs/LIMITS.md): what one client can make the server hold or read.

@@ -59,7 +59,7 @@ class TestMigrations:
 
 @pytest.mark.parametrize("revision", ["head"])
 def test_single_head(revision: str) -> None:
-    assert migrate.current_heads() == ("0004",)
+    assert migrate.current_heads() == ("0005",)
 
 
 def _run(url: str, *statements: str) -> list[tuple[object, ...]]:

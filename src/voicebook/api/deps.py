@@ -12,13 +12,21 @@ from typing import Annotated, Any
 
 import structlog
 from fastapi import Depends, HTTPException, Request
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from voicebook.api.limits import loads_object
+from voicebook.api.limits import BodyError, loads_object
 from voicebook.booking.policy import BookingPolicy
-from voicebook.booking.ports import CalendarGateway
+from voicebook.booking.ports import CalendarDirectory, CalendarGateway, SingleCalendar
 from voicebook.booking.tenancy import OfferingCache
 from voicebook.calcom.webhooks import signature_matches
+from voicebook.db.credentials import (
+    CompanySecrets,
+    Sealer,
+    SecretKeyError,
+    secrets_by_number,
+    secrets_by_slug,
+)
 from voicebook.retell.signature import verify_signature
 from voicebook.settings import Settings
 
@@ -38,6 +46,11 @@ async def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]
 async def get_calendar(request: Request) -> CalendarGateway:
     calendar: CalendarGateway = request.app.state.calendar
     return calendar
+
+
+async def get_directory(request: Request) -> CalendarDirectory:
+    directory: CalendarDirectory | None = getattr(request.app.state, "directory", None)
+    return directory if directory is not None else SingleCalendar(request.app.state.calendar)
 
 
 async def get_policy(request: Request) -> BookingPolicy:
@@ -77,11 +90,74 @@ async def verified_calcom_body(request: Request) -> SignedBody:
     return SignedBody(raw, loads_object(raw, settings.max_json_depth))
 
 
+async def _company_secrets(
+    request: Request, *, number: str | None = None, slug: str | None = None
+) -> CompanySecrets | None:
+    """The stored credentials of the company owning ``number`` (or ``slug``), if it has any."""
+    sealer: Sealer | None = getattr(request.app.state, "sealer", None)
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    try:
+        async with sessionmaker() as session:
+            if number is not None:
+                return await secrets_by_number(session, number, sealer)
+            if slug is not None:
+                return await secrets_by_slug(session, slug, sealer)
+    except SecretKeyError as exc:  # cannot open the key that would check it: refuse, never guess
+        log.error("credentials.unreadable", error=exc.message)
+        raise HTTPException(status_code=401) from None
+    except (SQLAlchemyError, OSError) as exc:
+        # Database down: only the global key can be checked (a company key then gets 401 and Retell
+        # retries); the endpoint itself answers its honest upstream_error, never a 500.
+        log.warning("credentials.lookup_failed", error=type(exc).__name__)
+    return None
+
+
+def _called_number(raw: bytes, max_depth: int) -> str | None:
+    """``call.to_number`` of a Retell body, read before the signature is checked (it picks the key)."""
+    try:
+        data = loads_object(raw, max_depth)
+    except BodyError:
+        return None  # the signature check (and then the parse) answer this body
+    call = data.get("call")
+    number = call.get("to_number") if isinstance(call, dict) else None
+    return number if isinstance(number, str) and 0 < len(number) <= 255 else None
+
+
+async def verified_calcom_company_body(request: Request, slug: str) -> SignedBody:
+    """``POST /calcom/webhook/{slug}``: checked with that company's own webhook secret only.
+
+    An unknown slug, or a company without its own secret, gets the same bare 401 as a bad signature, so
+    the endpoint does not tell which companies exist.
+    """
+    raw = await request.body()
+    company = await _company_secrets(request, slug=slug[:100])
+    secret = company.webhook_secret if company is not None else None
+    if secret is None or not signature_matches(
+        raw, request.headers.get("x-cal-signature-256"), secret.get_secret_value()
+    ):
+        log.warning("calcom.signature_rejected", company=slug[:100])
+        raise HTTPException(status_code=401)
+    settings: Settings = request.app.state.settings
+    body = loads_object(raw, settings.max_json_depth)
+    request.state.company_id = company.company_id if company is not None else None
+    return SignedBody(raw, body)
+
+
 async def verified_retell_body(request: Request) -> SignedBody:
-    """Check ``X-Retell-Signature`` over the raw bytes, then parse; 401 says nothing more."""
+    """Check ``X-Retell-Signature`` over the raw bytes, then parse; 401 says nothing more.
+
+    The key is the one of the company that owns ``call.to_number`` when it has its own Retell key (then
+    only that key is accepted: another company's key, or the global one, gets 401); else the global key.
+    """
     settings: Settings = request.app.state.settings
     raw = await request.body()
-    if settings.retell_api_key is not None:
+    number = _called_number(raw, settings.max_json_depth)
+    company = await _company_secrets(request, number=number) if number else None
+    if company is not None and company.retell_api_key is not None:
+        if not verify_signature(raw, request.headers.get("x-retell-signature"), company.retell_api_key):
+            log.warning("retell.signature_rejected", path=request.url.path, company=company.slug)
+            raise HTTPException(status_code=401)
+    elif settings.retell_api_key is not None:
         if not verify_signature(raw, request.headers.get("x-retell-signature"), settings.retell_api_key):
             log.warning("retell.signature_rejected", path=request.url.path)
             raise HTTPException(status_code=401)
@@ -99,8 +175,10 @@ async def get_offerings(request: Request) -> OfferingCache:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionmakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessionmaker)]
 CalendarDep = Annotated[CalendarGateway, Depends(get_calendar)]
+DirectoryDep = Annotated[CalendarDirectory, Depends(get_directory)]
 PolicyDep = Annotated[BookingPolicy, Depends(get_policy)]
 OfferingsDep = Annotated[OfferingCache, Depends(get_offerings)]
 RetellBody = Annotated[SignedBody, Depends(verified_retell_body)]
 CalcomBody = Annotated[SignedBody, Depends(verified_calcom_body)]
+CalcomCompanyBody = Annotated[SignedBody, Depends(verified_calcom_company_body)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]

@@ -21,9 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from voicebook import metrics
 from voicebook.api.schemas import AppointmentOut, FunctionAnswer
 from voicebook.booking import availability, changes, flow, outcomes
-from voicebook.booking.errors import CalendarError
+from voicebook.booking.errors import CalendarError, RateLimited
 from voicebook.booking.policy import BookingPolicy
-from voicebook.booking.ports import CalendarGateway
+from voicebook.booking.ports import CalendarDirectory, CalendarGateway
 from voicebook.booking.tenancy import CallContext, OfferingCache, ServiceRef, Tenant, ensure_call
 from voicebook.booking.types import AnswerStatus
 from voicebook.errors import InvariantViolated
@@ -89,6 +89,8 @@ def _message(outcome: outcomes.Outcome, tz: ZoneInfo, loc: str, offered: list[st
         return messages.invalid_input(ArgumentError("start", "invalid"), loc)
     if reason == "calendar_refused":
         return messages.change_refused(loc)
+    if reason == "rate_limited":
+        return messages.calendar_busy(loc)
     return messages.upstream_error(loc)
 
 
@@ -119,6 +121,7 @@ class FunctionDeps:
     calendar: CalendarGateway
     policy: BookingPolicy
     offerings: OfferingCache
+    directory: CalendarDirectory | None = None  # per company (issue 16); None: ``calendar`` for all
 
 
 def _plain(status: str, message: str) -> FunctionAnswer:
@@ -187,7 +190,16 @@ async def _answer(
         svc = offering.find(command.service)
         if svc is None:
             return render(outcomes.Outcome(AnswerStatus.NOT_FOUND, reason="unknown_service"), tenant, offered)
+    if deps.directory is not None and await deps.directory.is_disconnected(tenant.company_id):
+        # Known refused credential: say so at once, send nothing (issue 16).
+        return _plain(AnswerStatus.UPSTREAM_ERROR, messages.calendar_disconnected(tenant.locale))
     outcome = await _run(command, svc, tenant, ctx, deps)
+    if (
+        outcome.status == AnswerStatus.UPSTREAM_ERROR
+        and deps.directory is not None
+        and await deps.directory.is_disconnected(tenant.company_id)
+    ):
+        return _plain(AnswerStatus.UPSTREAM_ERROR, messages.calendar_disconnected(tenant.locale))
     return render(outcome, tenant, offered)
 
 
@@ -201,6 +213,8 @@ async def _run(
     tz = ZoneInfo(tenant.timezone)
     sessionmaker, calendar, policy = deps.sessionmaker, deps.calendar, deps.policy
     try:
+        if deps.directory is not None:
+            calendar = await deps.directory.for_company(tenant.company_id)
         if isinstance(command, arguments.CheckAvailability) and svc is not None:
             return await availability.check(
                 calendar, svc.event_type_id, command.day, command.time_of_day, tz, policy.clock()
@@ -225,6 +239,9 @@ async def _run(
                 start=command.start,
                 new_start=command.new_start,
             )
+    except RateLimited:
+        log.warning("function.calendar_busy")
+        return outcomes.Outcome(AnswerStatus.UPSTREAM_ERROR, reason="rate_limited")
     except CalendarError as exc:
         log.warning("function.calendar_error", error=type(exc).__name__)
         return outcomes.Outcome(AnswerStatus.UPSTREAM_ERROR, reason="calendar")

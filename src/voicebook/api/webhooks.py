@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import structlog
-from fastapi import APIRouter, HTTPException, Response
+from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import ValidationError
 
-from voicebook.api.deps import CalcomBody, RetellBody, SessionDep
+from voicebook.api.deps import CalcomBody, CalcomCompanyBody, RetellBody, SessionDep
 from voicebook.booking.calendar_sync import apply_calendar_change
 from voicebook.booking.call_events import CallFacts, apply_call_event
 from voicebook.calcom import webhook_limits
@@ -65,4 +65,26 @@ async def calcom_webhook(body: CalcomBody, session: SessionDep) -> dict[str, str
         raise HTTPException(status_code=400, detail=f"malformed Cal.com webhook: {problem}")
     action = await apply_calendar_change(session, parse_change(body.data))
     log.info("calcom.webhook", trigger=str(body.data.get("triggerEvent"))[:64], action=action)
+    return {"status": action}
+
+
+@router.post(
+    "/calcom/webhook/{slug}",
+    status_code=200,
+    summary="One company's Cal.com booking events (checked with that company's own webhook secret)",
+    responses={401: {"description": "bad or missing signature, or no such company secret"}},
+)
+async def calcom_company_webhook(
+    slug: str, body: CalcomCompanyBody, session: SessionDep, request: Request
+) -> dict[str, str]:
+    problem = webhook_limits.problem(body.data)
+    if problem is not None:
+        log.warning("calcom.webhook_malformed", company=slug[:100], problem=problem)
+        raise HTTPException(status_code=400, detail=f"malformed Cal.com webhook: {problem}")
+    change = parse_change(body.data)
+    company_id = getattr(request.state, "company_id", None)
+    action = await apply_calendar_change(session, change, company_id=company_id)
+    log.info(
+        "calcom.webhook", company=slug[:100], trigger=str(body.data.get("triggerEvent"))[:64], action=action
+    )
     return {"status": action}

@@ -54,7 +54,9 @@ class SyncResult(StrEnum):
     OURS_ORPHAN = "ours_orphan"
 
 
-async def apply_calendar_change(session: AsyncSession, change: CalendarChange | None) -> SyncResult:
+async def apply_calendar_change(
+    session: AsyncSession, change: CalendarChange | None, *, company_id: int | None = None
+) -> SyncResult:
     """Apply one (signature-checked) change from the calendar to ``appointments``; return what it did.
 
     Results: ``created_external`` (a booking made outside voicebook, now recorded with
@@ -63,9 +65,14 @@ async def apply_calendar_change(session: AsyncSession, change: CalendarChange | 
     in-flight attempt ids: the flow or the reconciler records it), ``ours_orphan`` (carries the id of an
     attempt that was not kept: the reconciler cancels it), ``ignored`` (a trigger we do not track, or a
     payload without uid or times; ``change`` is None). Runs in the caller's transaction; flushes, never
-    commits.
+    commits. With ``company_id`` (a company's own webhook), a change about another company's booking is
+    ignored.
     """
     if change is None or change.kind is ChangeKind.OTHER:
+        result = SyncResult.IGNORED
+    elif company_id is not None and await _belongs_elsewhere(session, change.uid, company_id):
+        # Signed by one company, about another company's booking: it never changes that one.
+        log.warning("calendar.change_for_another_company", calcom_booking_uid=change.uid)
         result = SyncResult.IGNORED
     elif change.kind is ChangeKind.CREATED:
         result = await _created(session, change)
@@ -76,6 +83,13 @@ async def apply_calendar_change(session: AsyncSession, change: CalendarChange | 
     uid = change.uid if change else None
     log.info("calendar.change", kind=change.kind if change else None, calcom_booking_uid=uid, result=result)
     return result
+
+
+async def _belongs_elsewhere(session: AsyncSession, uid: str, company_id: int) -> bool:
+    owner = (
+        await session.execute(select(Appointment.company_id).where(Appointment.calcom_booking_uid == uid))
+    ).first()
+    return owner is not None and owner[0] is not None and owner[0] != company_id
 
 
 async def _by_uid(session: AsyncSession, uid: str) -> Appointment | None:

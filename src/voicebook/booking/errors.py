@@ -6,7 +6,8 @@ VoicebookError
         ├── SlotUnavailable           the slot is taken or not offered (nothing was booked)
         ├── CalendarRejected          any other refusal (4xx): status, code, message
         ├── CalendarUnavailable       nothing took effect (nothing sent, or a 5xx/timeout on a read)
-        │   └── RateLimited           429; reset_seconds says when to try again
+        │   ├── RateLimited           429; reset_seconds says when to try again
+        │   └── CalendarDisconnected  the company's own credential was refused or revoked
         └── OutcomeUnknown            a write may have taken effect (any 5xx, read timeout, reset after send)
 
 Business outcomes of a booking (a slot taken, a foreign booking refused, a conflicting retry) are not
@@ -66,3 +67,10 @@ class OutcomeUnknown(CalendarError):
     """The request may have reached the calendar and taken effect: resolve by lookup, never resend."""
 
     status_code = 504
+
+
+class CalendarDisconnected(CalendarUnavailable):
+    """The company's own calendar credential was refused or revoked: nothing was done, and nothing will
+    be until an operator gives it a new one (the company is marked *disconnected*)."""
+
+    status_code = 503

@@ -33,7 +33,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from voicebook import metrics
 from voicebook.booking import attempts, audit, availability, outcomes
 from voicebook.booking.attempts import Attempt
-from voicebook.booking.errors import CalendarError, CalendarRejected, OutcomeUnknown, SlotUnavailable
+from voicebook.booking.errors import (
+    CalendarError,
+    CalendarRejected,
+    OutcomeUnknown,
+    RateLimited,
+    SlotUnavailable,
+)
 from voicebook.booking.guards import Expected, check_returned_booking
 from voicebook.booking.identity import (
     attendee_email,
@@ -269,6 +275,8 @@ async def _ask(flow: Flow, sent: Attempt, *, sent_at: datetime | None = None) ->
     except OutcomeUnknown:
         log.warning("attempt.outcome_unknown")
         return await _mark_unknown(flow, sent)
+    except RateLimited:  # the credential's budget: nothing was sent; the caller hears "einen Moment"
+        return await _fail(flow, sent, AnswerStatus.UPSTREAM_ERROR, "rate_limited")
     except CalendarError:
         return await _fail(flow, sent, AnswerStatus.UPSTREAM_ERROR, "calendar_unavailable")
     return await _accept(flow, sent, booking, _expected(sent, sent_at=sent_at))

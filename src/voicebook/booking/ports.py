@@ -33,3 +33,32 @@ class CalendarGateway(Protocol):
     async def reschedule_booking(
         self, uid: str, new_start: datetime, reason: str | None = None
     ) -> CalendarBooking: ...
+
+
+class CalendarDirectory(Protocol):
+    """The calendar of each company (issue 16): its own Cal.com account, or the global one.
+
+    Composed outside the domain (``calcom.registry``); the domain only asks for a company's gateway, so
+    a booking for company B can never go through company A's credential.
+    """
+
+    async def for_company(self, company_id: int | None) -> CalendarGateway:
+        """The gateway for ``company_id`` (``None``: the global calendar)."""
+        ...
+
+    async def is_disconnected(self, company_id: int) -> bool:
+        """True when the company's own credential was refused or revoked (no request would work)."""
+        ...
+
+
+class SingleCalendar:
+    """A directory with one calendar for every company: the single-account deployment, and tests."""
+
+    def __init__(self, gateway: CalendarGateway) -> None:
+        self.gateway = gateway
+
+    async def for_company(self, company_id: int | None) -> CalendarGateway:
+        return self.gateway
+
+    async def is_disconnected(self, company_id: int) -> bool:
+        return False

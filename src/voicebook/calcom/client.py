@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from voicebook.calcom import versions
 from voicebook.calcom.errors import (
     NOTHING_SENT,
     CalcomRejected,
@@ -35,6 +36,8 @@ from voicebook.calcom.schemas import (
     CreateBookingAttendee,
     CreateBookingInput,
     Envelope,
+    EventTypeOutput,
+    EventTypesEnvelope,
     RescheduleBookingInput,
     ReservationOutput,
     ReserveSlotInput,
@@ -239,6 +242,13 @@ class CalcomClient:
         envelope = self._parse(ReservationEnvelope, response, "slots.reserve", mutating=True)
         return envelope.data
 
+    async def list_event_types(self, team_id: int | None = None) -> list[EventTypeOutput]:
+        """The account's event types, or a team's (``GET /v2/teams/{teamId}/event-types``)."""
+        endpoint = "team_event_types.list" if team_id else "event_types.list"
+        path = f"/v2/teams/{int(team_id)}/event-types" if team_id else "/v2/event-types"
+        response = await self._request(endpoint, "GET", path, version=versions.EVENT_TYPES_API_VERSION)
+        return self._parse(EventTypesEnvelope, response, endpoint, mutating=False).data
+
     # --- plumbing -------------------------------------------------------------------------------
 
     async def _request(
@@ -288,7 +298,11 @@ class CalcomClient:
         started = time.perf_counter()
         try:
             response = await self._http.request(
-                method, path, params=params, json=json, headers={"cal-api-version": version}
+                method,
+                path,
+                params=params,
+                json=versions.without_bypass(json),
+                headers={"cal-api-version": versions.pinned(endpoint, version)},
             )
         except httpx.TransportError as exc:
             self._report(endpoint, type(exc).__name__, started)
@@ -319,6 +333,7 @@ class CalcomClient:
         try:
             return model.model_validate_json(response.content)
         except ValidationError as exc:
+            versions.report_if_fallback(endpoint, response.content)
             raise malformed_response(
                 endpoint, _validation_text(exc), mutating=mutating, secret=self._secret
             ) from None

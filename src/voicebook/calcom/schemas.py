@@ -214,3 +214,17 @@ class ReservationOutput(_Wire):
     reservation_uid: str
     reservation_duration: float
     reservation_until: datetime
+
+
+class EventTypeOutput(_Wire):
+    """One event type as ``GET /v2/event-types`` (2024-06-14) lists it: what ``tenants sync`` compares."""
+
+    id: int
+    length_in_minutes: int | None = None
+    title: str | None = None
+    slug: str | None = None
+
+
+class EventTypesEnvelope(_Wire):
+    status: Literal["success"]
+    data: list[EventTypeOutput]

@@ -76,6 +76,7 @@ def build_http_client(
     api_key: str | None,
     timeout: float,
     transport: httpx.AsyncBaseTransport | None = None,
+    limits: httpx.Limits | None = None,
 ) -> httpx.AsyncClient:
     """Build the shared client; ``base_url`` may be given with or without the ``/v2`` suffix."""
     root = base_url.rstrip("/")
@@ -90,4 +91,7 @@ def build_http_client(
         timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
         transport=transport,
         follow_redirects=False,
+        limits=limits
+        if limits is not None
+        else httpx.Limits(max_connections=100, max_keepalive_connections=20),
     )

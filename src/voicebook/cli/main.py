@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from voicebook.cli import database, duplicates, operations, server, simulate, tenants, tools
+from voicebook.cli import database, duplicates, operations, secrets, server, simulate, tenants, tools
 
 app = typer.Typer(
     help="voicebook: booking backend for AI phone receptionists.",
@@ -26,6 +26,7 @@ app.command()(server.version)
 app.command()(server.serve)
 app.add_typer(database.app, name="db")
 app.add_typer(tenants.app, name="tenants")
+app.add_typer(secrets.app, name="secrets")
 app.add_typer(duplicates.app, name="duplicates")
 app.command()(operations.report)
 app.command()(operations.reconcile)

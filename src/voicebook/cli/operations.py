@@ -92,10 +92,11 @@ async def _reconcile(settings: Settings) -> Any:
     import socket
 
     from voicebook.booking.reconcile.driver import reconcile_once
-    from voicebook.bootstrap import booking_policy, database, open_calendar
+    from voicebook.bootstrap import booking_policy, company_calendars, database, open_calendar
 
     engine, sessionmaker = database(settings)
     handle = await open_calendar(settings, sessionmaker)
+    directory = company_calendars(settings, sessionmaker, handle)
     try:
         return await reconcile_once(
             sessionmaker,
@@ -104,8 +105,10 @@ async def _reconcile(settings: Settings) -> Any:
             owner=f"cli:{socket.gethostname()[:40]}:{os.getpid()}",
             deadline_seconds=settings.reconcile_deadline_seconds,
             retention_hours=settings.attempt_retention_hours,
+            directory=directory,
         )
     finally:
+        await directory.aclose()
         await handle.aclose()
         await engine.dispose()
 

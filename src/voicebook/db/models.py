@@ -9,6 +9,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Double,
     ForeignKey,
     Index,
     Integer,
@@ -45,7 +46,8 @@ class PhoneNumber(Base):
     __table_args__ = (UniqueConstraint("number", name="uq_phone_number_number"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    company_id: Mapped[int] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"))
+    # Indexed (0005): `tenants load` deletes a company's stale numbers by company, 10 000 times.
+    company_id: Mapped[int] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"), index=True)
     number: Mapped[str] = mapped_column(String(32))
 
 
@@ -211,3 +213,38 @@ class GuardEvent(Base):
     company_id: Mapped[int | None] = mapped_column(Integer)
     calcom_booking_uid: Mapped[str | None] = mapped_column(String(64))
     details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class CompanyCredential(TimestampMixin, Base):
+    """A company's own Cal.com and Retell credentials (db/credentials.py): secrets only sealed.
+
+    ``sealed`` is a Fernet token (``VOICEBOOK_SECRET_KEY``) over a JSON object of every secret; the plain
+    columns hold only what may be shown. ``state`` is ``connected`` or ``disconnected`` (a credential
+    Cal.com refused or revoked): a disconnected company is not asked again until its credential changes.
+    """
+
+    __tablename__ = "company_credentials"
+
+    company_id: Mapped[int] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"), primary_key=True)
+    calcom_base_url: Mapped[str | None] = mapped_column(String(255))
+    calcom_team_id: Mapped[int | None] = mapped_column(BigInteger)
+    calcom_auth: Mapped[str] = mapped_column(String(16), default="none")
+    oauth_client_id: Mapped[str | None] = mapped_column(String(200))
+    sealed: Mapped[str | None] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16), default="connected", server_default="connected")
+    state_reason: Mapped[str | None] = mapped_column(String(200))
+    state_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class RateBudget(Base):
+    """A token bucket per Cal.com credential (calcom/budget.py), shared by every worker.
+
+    ``key`` is a hash of base URL and credential, never the credential. Times are epoch seconds.
+    """
+
+    __tablename__ = "rate_budgets"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tokens: Mapped[float] = mapped_column(Double)
+    refilled_at: Mapped[float] = mapped_column(Double)
+    blocked_until: Mapped[float] = mapped_column(Double, default=0.0)

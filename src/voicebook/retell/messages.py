@@ -204,6 +204,16 @@ def upstream_error(locale: str | None) -> str:
     return _say("upstream_error", locale)
 
 
+def calendar_busy(locale: str | None) -> str:
+    """The credential's request budget is used up for a few seconds: "einen Moment", never a 429."""
+    return _say("calendar_busy", locale)
+
+
+def calendar_disconnected(locale: str | None) -> str:
+    """The company's own Cal.com credential was refused or revoked: say so, do not promise a retry."""
+    return _say("calendar_disconnected", locale)
+
+
 def ambiguous(options: Sequence[datetime], tz: ZoneInfo, locale: str | None) -> str:
     """Names the caller's own appointments so the caller can pick one ("am Montag um 10:00 oder …")."""
     spoken = [spoken_datetime(o, tz, locale) for o in options]

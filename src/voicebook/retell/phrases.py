@@ -116,6 +116,17 @@ SENTENCES: Final[dict[str, dict[Lang, str]]] = {
         "de": "So kurzfristig kann ich leider nicht buchen.",
         "en": "Sorry, that is too short notice.",
     },
+    "calendar_busy": {
+        "de": "Einen Moment bitte, der Kalender ist gerade sehr gefragt; "
+        "versuchen wir es gleich noch einmal.",
+        "en": "One moment please, the calendar is very busy right now; let us try again in a moment.",
+    },
+    "calendar_disconnected": {
+        "de": "Ich kann gerade leider keine Termine eintragen, weil unser Kalender nicht verbunden ist. "
+        "Bitte rufen Sie uns später noch einmal an; das Team ist informiert.",
+        "en": "I cannot book appointments right now because our calendar is not connected. "
+        "Please call us again later; the team has been told.",
+    },
     "upstream_error": {
         "de": "Der Kalender ist gerade nicht erreichbar; bitte versuchen Sie es gleich noch einmal.",
         "en": "The calendar is not reachable right now; please try again in a moment.",

@@ -41,6 +41,7 @@ from voicebook.api.admin.language import TEXT, Formatter, pick_language
 from voicebook.api.deps import SessionDep
 from voicebook.api.params import CompanyId, OlderThanSeconds, WindowMoment
 from voicebook.api.parsing import parse_form
+from voicebook.db.credentials import connection_states
 from voicebook.reporting import dashboard, figures
 
 router = APIRouter(tags=["admin"])
@@ -91,7 +92,8 @@ async def admin_page(request: Request, session: SessionDep) -> HTMLResponse:
         return _login_page(request, lang, access)
     board = await dashboard.dashboard(session)
     chart = build_chart(board.hourly, board.zone, TEXT[lang])
-    return _page(request, "admin.html", lang, 200, board=board, chart=chart)
+    connections = await connection_states(session)  # never a secret: slugs, states, base URLs
+    return _page(request, "admin.html", lang, 200, board=board, chart=chart, connections=connections)
 
 
 @router.post(

@@ -56,20 +56,21 @@ async def converge_appointments(run: ReconcilePass, limit: int, resync_after: ti
         )
     for appointment in rows:
         try:
-            booking = await _current(run, appointment.calcom_booking_uid)
+            booking = await _current(run, appointment.calcom_booking_uid, appointment.company_id)
         except (CalendarError, TimeoutError) as exc:
             log.warning("reconciler.appointment_lookup_failed", appointment_id=appointment.id, error=str(exc))
             continue
         await _converge(run, appointment, booking, now)
 
 
-async def _current(run: ReconcilePass, uid: str) -> CalendarBooking | None:
+async def _current(run: ReconcilePass, uid: str, company_id: int | None) -> CalendarBooking | None:
     """The booking as Cal.com has it now, following moves (old uid → ``rescheduledToUid``)."""
-    booking = await run.upstream(run.gateway.get_booking(uid))
+    gateway = await run.calendar(company_id)
+    booking = await run.upstream(gateway.get_booking(uid))
     for _ in range(MAX_HOPS):
         if booking is None or booking.is_live or not booking.rescheduled_to_uid:
             return booking
-        moved = await run.upstream(run.gateway.get_booking(booking.rescheduled_to_uid))
+        moved = await run.upstream(gateway.get_booking(booking.rescheduled_to_uid))
         if moved is None:
             return booking
         booking = moved

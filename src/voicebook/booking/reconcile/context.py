@@ -17,7 +17,7 @@ from voicebook import metrics
 from voicebook.booking import audit
 from voicebook.booking.identity import lookup_query, own_live_bookings
 from voicebook.booking.policy import BookingPolicy
-from voicebook.booking.ports import CalendarGateway
+from voicebook.booking.ports import CalendarDirectory, CalendarGateway
 from voicebook.booking.types import CalendarBooking, GuardLayer, ReconcileAction
 from voicebook.db.models import BookingAttempt
 
@@ -83,9 +83,16 @@ class ReconcilePass:
     deadline_seconds: float
     lease_seconds: float
     summary: ReconcileSummary
+    directory: CalendarDirectory | None = None  # each company's own calendar (issue 16)
 
     def now(self) -> datetime:
         return self.policy.clock()
+
+    async def calendar(self, company_id: int | None) -> CalendarGateway:
+        """The calendar of the company an attempt or appointment belongs to (else the global one)."""
+        if self.directory is None:
+            return self.gateway
+        return await self.directory.for_company(company_id)
 
     async def upstream(self, call: Awaitable[T]) -> T:
         """A Cal.com call bounded well inside the lease, so the lease never runs out under our feet."""
@@ -119,7 +126,8 @@ class ReconcilePass:
     async def own_bookings(self, attempt: BookingAttempt) -> list[CalendarBooking]:
         """The live upstream bookings this attempt's id proves are ours (the flow asks the same)."""
         query = lookup_query(attempt.attendee_email, attempt.event_type_id, attempt.start_at)
-        return own_live_bookings(await self.upstream(self.gateway.find_bookings(query)), attempt.public_id)
+        gateway = await self.calendar(attempt.company_id)
+        return own_live_bookings(await self.upstream(gateway.find_bookings(query)), attempt.public_id)
 
     def record(self, public_id: str, state_before: str, action: ReconcileAction) -> None:
         metrics.RECONCILER_ACTIONS.labels(action=action).inc()

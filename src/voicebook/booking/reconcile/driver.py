@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from voicebook import metrics
 from voicebook.booking import attempts
 from voicebook.booking.policy import BookingPolicy
-from voicebook.booking.ports import CalendarGateway
+from voicebook.booking.ports import CalendarDirectory, CalendarGateway
 from voicebook.booking.reconcile.appointments import converge_appointments
 from voicebook.booking.reconcile.context import ReconcilePass, ReconcileSummary, Sessionmaker
 from voicebook.booking.reconcile.leases import each_claimed
@@ -40,18 +40,20 @@ async def reconcile_once(
     orphan_grace_seconds: float = 900,
     sync_batch: int = 20,
     resync_after_seconds: float = 600,
+    directory: CalendarDirectory | None = None,
 ) -> ReconcileSummary:
     """One reconciler pass (see the module docstring); safe to run in many processes at once.
 
     ``batch`` bounds the open attempts worked and the attempts archived per pass, ``orphan_batch`` the
     orphan lookups (each costs a Cal.com request, and failed attempts are re-checked round-robin for
     ``retention_hours``, so this keeps the reconciler from eating the Cal.com rate limit), ``sync_batch``
-    the appointments compared with Cal.com. ``orphan_grace_seconds``: an attempt that failed more recently
-    may still be taken over by a retry of its call and answered ``booked``, so its booking is not an
-    orphan yet.
+    the appointments compared with Cal.com; ``directory`` gives each company's own calendar (``gateway``
+    serves companies without one, and every company when it is None). ``orphan_grace_seconds``: an
+    attempt that failed more recently may still be taken over by a retry of its call and answered
+    ``booked``, so its booking is not an orphan yet.
     """
     run = ReconcilePass(
-        sessionmaker, gateway, policy, owner, deadline_seconds, lease_seconds, ReconcileSummary()
+        sessionmaker, gateway, policy, owner, deadline_seconds, lease_seconds, ReconcileSummary(), directory
     )
     window = timedelta(hours=retention_hours)
 

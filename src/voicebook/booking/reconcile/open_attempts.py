@@ -30,7 +30,8 @@ async def work_open(run: ReconcilePass, attempt: BookingAttempt) -> None:
     try:
         booking: CalendarBooking | None = None
         if before == AttemptState.CONFIRMED and attempt.calcom_booking_uid:
-            booking = await run.upstream(run.gateway.get_booking(attempt.calcom_booking_uid))
+            gateway = await run.calendar(attempt.company_id)
+            booking = await run.upstream(gateway.get_booking(attempt.calcom_booking_uid))
             if booking is not None and not booking.is_live:
                 booking = None
         if booking is None:
@@ -124,7 +125,7 @@ async def _work_open_change(run: ReconcilePass, row: BookingAttempt) -> None:
             await run.act(row, before, ReconcileAction.FAILED, "change claimed but never sent to Cal.com")
         return
     try:
-        finding = await run.upstream(changes.look_up_change(run.gateway, attempt))
+        finding = await run.upstream(changes.look_up_change(await run.calendar(attempt.company_id), attempt))
     except (CalendarError, TimeoutError) as exc:
         reason = f"lookup failed: {type(exc).__name__}: {exc}"[:500]
         await run.act(row, before, ReconcileAction.STILL_OPEN, reason)

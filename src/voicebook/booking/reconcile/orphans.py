@@ -45,7 +45,8 @@ async def work_orphan(run: ReconcilePass, attempt: BookingAttempt) -> None:
             log.warning("reconciler.orphan_has_appointment", attempt_id=attempt.public_id, uid=booking.uid)
             continue
         try:
-            await run.upstream(run.gateway.cancel_booking(booking.uid, reason=reason))
+            gateway = await run.calendar(attempt.company_id)
+            await run.upstream(gateway.cancel_booking(booking.uid, reason=reason))
         except CalendarRejected as exc:
             if "already been cancelled" not in exc.detail:
                 log.warning("reconciler.orphan_cancel_refused", attempt_id=attempt.public_id, error=str(exc))

@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
+from voicebook.calcom.sandbox.accounts import AccountAccess, account_routes
 from voicebook.calcom.sandbox.clock import SandboxClock
 from voicebook.calcom.sandbox.engine import BookingEngine
 from voicebook.calcom.sandbox.faults import Fault, Faults
@@ -71,6 +72,10 @@ class Sandbox:
         self.rate_limit = rate_limit
         self.enforce_rate_limit = enforce_rate_limit
         self._window: tuple[datetime, int] | None = None
+        # Several accounts (issue 16, sandbox/accounts.py): which credentials this one accepts, and
+        # every bearer credential it was sent (for the isolation tests).
+        self.access: AccountAccess | None = None
+        self.tokens_seen: list[str] = []
         for event_type in event_types:
             self.add_event_type(event_type)
         self.app = self._build_app()
@@ -103,7 +108,11 @@ class Sandbox:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         ok = scheme.lower() == "bearer" and bool(token.strip())
-        if ok and self._api_key is not None and token.strip() != self._api_key:
+        if ok:
+            self.tokens_seen.append(token.strip())
+        if ok and self.access is not None:
+            self.access.check(token.strip(), self.clock.now())
+        elif ok and self._api_key is not None and token.strip() != self._api_key:
             raise ApiError(401, "ApiAuthStrategy - api key - Invalid API Key")
         if required and not ok:
             raise ApiError(
@@ -117,6 +126,7 @@ class Sandbox:
 
     def _build_app(self) -> Starlette:
         routes = api_routes(self)
+        routes.extend(account_routes(self))
         if self.control_enabled:
             from voicebook.calcom.sandbox.control import control_routes
 

@@ -30,6 +30,8 @@ ENDPOINTS = (
     "bookings.reschedule",
     "slots.get",
     "slots.reserve",
+    "event_types.list",
+    "team_event_types.list",
 )
 _DEFAULT_PHASE: dict[str, Phase] = {
     "read_timeout": "after",

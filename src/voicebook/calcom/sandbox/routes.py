@@ -125,6 +125,7 @@ def api_routes(sandbox: Sandbox) -> list[Route]:
         return 201, {"status": "success", "data": sandbox.output(new)}
 
     async def slots(request: Request, _: bool) -> Handled:
+        sandbox.authenticated(request, required=False)  # public, but a refused key is still refused
         params = request.query_params
         zone_name = params.get("timeZone")
         zone = time_zone(zone_name, "timeZone") if zone_name else ZoneInfo("UTC")

@@ -1,0 +1,127 @@
+"""The rate budget per credential (issue 16): shared by workers, honours Cal.com's headers, never a 429."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from voicebook.booking.errors import RateLimited
+from voicebook.calcom.budget import BudgetedTransport, DatabaseBudget, LocalBudget, RedisBudget, budget_key
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_900_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_budget_key_never_holds_the_credential() -> None:
+    key = budget_key("https://api.cal.eu", "cal_live_secret_value_123")
+    assert "cal_live" not in key
+    assert len(key) <= 64
+    assert key == budget_key("https://api.cal.eu", "cal_live_secret_value_123")
+    assert key != budget_key("https://api.cal.com", "cal_live_secret_value_123")
+
+
+@pytest.mark.asyncio
+async def test_local_bucket_refills_and_blocks() -> None:
+    clock = Clock()
+    budget = LocalBudget(capacity=3, per_seconds=60, clock=clock)
+    assert [await budget.take("k") for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert await budget.take("k") == pytest.approx(20.0)  # reserved: the 4th goes in 20 s
+    clock.now += 60
+    assert await budget.take("k") == 0.0
+    await budget.block("k", 30)
+    assert await budget.take("k") == pytest.approx(30.0)
+    assert await budget.take("other") == 0.0  # another credential has its own bucket
+
+
+@pytest.mark.asyncio
+async def test_database_bucket_is_shared_by_two_workers(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    clock = Clock()
+    worker_a = DatabaseBudget(sessionmaker, capacity=3, per_seconds=60, clock=clock)
+    worker_b = DatabaseBudget(sessionmaker, capacity=3, per_seconds=60, clock=clock)
+    assert await worker_a.take("cred") == 0.0
+    assert await worker_a.take("cred") == 0.0
+    assert await worker_b.take("cred") == 0.0
+    assert await worker_b.take("cred") == pytest.approx(20.0)
+    assert await worker_a.take("cred") == pytest.approx(40.0)
+    clock.now += 120
+    assert await worker_b.take("cred") == 0.0
+    await worker_a.block("cred", 15)
+    assert await worker_b.take("cred") == pytest.approx(15.0)
+    # Concurrent takes never hand out more than the capacity at once.
+    clock.now += 120
+    waits = await asyncio.gather(*(worker_a.take("burst") for _ in range(5)))
+    assert sorted(w == 0.0 for w in waits).count(True) == 3
+
+
+@pytest.mark.asyncio
+async def test_redis_bucket_when_configured() -> None:
+    clock = Clock()
+    try:
+        budget = RedisBudget("redis://127.0.0.1:6379/0", capacity=2, per_seconds=60, clock=clock)
+        key = f"test-{uuid.uuid4().hex}"
+        first = await budget.take(key)
+    except OSError as exc:  # pragma: no cover - Redis runs in CI and locally
+        pytest.skip(f"Redis unavailable: {exc}")
+    try:
+        assert first == 0.0
+        assert await budget.take(key) == 0.0
+        assert await budget.take(key) == pytest.approx(30.0)
+        clock.now += 60
+        await budget.block(key, 10)
+        assert await budget.take(key) == pytest.approx(10.0)
+    finally:
+        await budget.aclose()
+
+
+@pytest.mark.asyncio
+async def test_transport_waits_briefly_refuses_long_waits_and_honours_429() -> None:
+    clock = Clock()
+    budget = LocalBudget(capacity=1, per_seconds=1, clock=clock)  # one request a second
+    sent: list[httpx.Request] = []
+    slept: list[float] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        if len(sent) == 2:
+            return httpx.Response(429, headers={"X-RateLimit-Reset-Default": "50"}, json={})
+        return httpx.Response(200, json={})
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock.now += seconds
+
+    transport = BudgetedTransport(httpx.MockTransport(answer), budget, "k", max_wait_seconds=2.0, sleep=sleep)
+    async with httpx.AsyncClient(transport=transport, base_url="https://api.cal.com") as http:
+        assert (await http.get("/v2/slots")).status_code == 200
+        assert (
+            await http.get("/v2/slots")
+        ).status_code == 429  # waited 1 s for its token, then Cal.com said no
+        assert slept == [pytest.approx(1.0)]
+        with pytest.raises(RateLimited):  # blocked for 50 s: not sent at all, the caller hears it now
+            await http.get("/v2/slots")
+    assert len(sent) == 2
+
+
+@pytest.mark.asyncio
+async def test_a_budget_store_that_is_down_never_fails_the_request() -> None:
+    class Down:
+        async def take(self, key: str) -> float:
+            raise OSError("redis down")
+
+        async def block(self, key: str, seconds: float) -> None:
+            raise OSError("redis down")
+
+    transport = BudgetedTransport(httpx.MockTransport(lambda r: httpx.Response(429, json={})), Down(), "k")
+    async with httpx.AsyncClient(transport=transport, base_url="https://api.cal.com") as http:
+        assert (await http.get("/v2/slots")).status_code == 429  # Cal.com's answer, unchanged
