@@ -16,7 +16,7 @@ from voicebook.db.tenants import parse_tenants
 def _file(tmp_path: Path, n: int, moved: bool = False) -> Path:
     lines = ["companies:"]
     for i in range(n):
-        # With ``moved``, company 0 takes company 4's number: a number moving between chunks.
+        # With ``moved``, company 0 takes company 4's number (``--move-numbers``): moving between chunks.
         numbers = [f"+4930{7000000 + i:07d}"] + (["+49307000004"] if moved and i == 0 else [])
         if moved and i == 4:
             numbers = ["+49307000099"]
@@ -56,7 +56,7 @@ async def test_chunks_load_everything_once_and_report_progress(
     assert again.changed == 0
     moved = parse_tenants(_file(tmp_path, 5, moved=True))
     async with sessionmaker() as s, s.begin():
-        await load_in_chunks(s, moved, chunk=2)
+        await load_in_chunks(s, moved, chunk=2, move_numbers=True)
     async with sessionmaker() as s:
         owner = (
             await s.execute(
@@ -120,8 +120,8 @@ async def test_same_rows_and_change_counts_as_load_tenants(
         for spec in (first, first, second):
             async with sessionmaker() as s, s.begin():
                 if loader == "plain":
-                    counts.append((await load_tenants(s, spec)).changed)
+                    counts.append((await load_tenants(s, spec, move_numbers=True)).changed)
                 else:
-                    counts.append((await load_in_chunks(s, spec, chunk=4)).changed)
+                    counts.append((await load_in_chunks(s, spec, chunk=4, move_numbers=True)).changed)
         results.append((counts, await _snapshot(sessionmaker)))
     assert results[0] == results[1]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import structlog
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Path, Request
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -31,6 +31,8 @@ from voicebook.retell.signature import verify_signature
 from voicebook.settings import Settings
 
 log = structlog.get_logger("voicebook.api")
+# A company's slug as the tenants file allows it (anything else is a 422, never a lookup).
+CompanySlug = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9-]*$")]
 
 
 async def get_settings(request: Request) -> Settings:
@@ -123,7 +125,7 @@ def _called_number(raw: bytes, max_depth: int) -> str | None:
     return number if isinstance(number, str) and 0 < len(number) <= 255 else None
 
 
-async def verified_calcom_company_body(request: Request, slug: str) -> SignedBody:
+async def verified_calcom_company_body(request: Request, slug: CompanySlug) -> SignedBody:
     """``POST /calcom/webhook/{slug}``: checked with that company's own webhook secret only.
 
     An unknown slug, or a company without its own secret, gets the same bare 401 as a bad signature, so

@@ -6,7 +6,7 @@ import structlog
 from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import ValidationError
 
-from voicebook.api.deps import CalcomBody, CalcomCompanyBody, RetellBody, SessionDep
+from voicebook.api.deps import CalcomBody, CalcomCompanyBody, CompanySlug, RetellBody, SessionDep
 from voicebook.booking.calendar_sync import apply_calendar_change
 from voicebook.booking.call_events import CallFacts, apply_call_event
 from voicebook.calcom import webhook_limits
@@ -75,7 +75,7 @@ async def calcom_webhook(body: CalcomBody, session: SessionDep) -> dict[str, str
     responses={401: {"description": "bad or missing signature, or no such company secret"}},
 )
 async def calcom_company_webhook(
-    slug: str, body: CalcomCompanyBody, session: SessionDep, request: Request
+    slug: CompanySlug, body: CalcomCompanyBody, session: SessionDep, request: Request
 ) -> dict[str, str]:
     problem = webhook_limits.problem(body.data)
     if problem is not None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 import typer
 
 from voicebook.cli.support import fail, load_settings, one_line_errors
-from voicebook.settings import Settings
+
+if TYPE_CHECKING:  # settings import pydantic: only the command that runs needs them (fast --help)
+    from voicebook.settings import Settings
 
 app = typer.Typer(
     help="The companies' stored credentials (sealed with VOICEBOOK_SECRET_KEY).", no_args_is_help=True
