@@ -177,6 +177,12 @@ async def get(session: AsyncSession, attempt_id: int) -> Attempt:
     return Attempt.of((await session.execute(latest_committed(session, query))).one())
 
 
+async def reload(sessionmaker: async_sessionmaker[AsyncSession], attempt_id: int) -> Attempt:
+    """A fresh snapshot in a short session of its own (after a move, or to see another worker's)."""
+    async with sessionmaker() as session:
+        return await get(session, attempt_id)
+
+
 async def by_key(session: AsyncSession, key: str) -> Attempt | None:
     query = select(BookingAttempt.__table__).where(BookingAttempt.idempotency_key == key)
     row = (await session.execute(latest_committed(session, query))).one_or_none()
@@ -249,13 +255,11 @@ async def join(
                 took = await take_over(session, attempt, now, policy.lock_seconds)
             if took:
                 log.info("attempt.taken_over", previous_state=attempt.state)
-                async with sessionmaker() as session:
-                    return await get(session, attempt.id)
+                return await reload(sessionmaker, attempt.id)
         if loop.time() >= deadline:
             return None
         await asyncio.sleep(0.1)
-        async with sessionmaker() as session:
-            attempt = await get(session, attempt.id)
+        attempt = await reload(sessionmaker, attempt.id)
 
 
 R = TypeVar("R")

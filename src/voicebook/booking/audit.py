@@ -17,7 +17,7 @@ from voicebook.db.models import GuardEvent
 log = structlog.get_logger("voicebook.booking")
 
 
-def guard_event(
+async def guard_event(
     session: AsyncSession,
     *,
     layer: str,
@@ -30,38 +30,10 @@ def guard_event(
     details: dict[str, Any] | None = None,
     rejected: bool = False,
 ) -> None:
-    session.add(
-        GuardEvent(
-            layer=layer,
-            verdict=verdict,
-            reason=reason,
-            call_id=call_id,
-            attempt_id=attempt_id,
-            company_id=company_id,
-            calcom_booking_uid=calcom_booking_uid,
-            details=details,
-        )
-    )
-    _emit(verdict, layer, reason, call_id, attempt_id, calcom_booking_uid, rejected=rejected)
+    """Write one ``guard_events`` row (a Core INSERT, executed now) and its log event.
 
-
-async def write_guard_event(
-    session: AsyncSession,
-    *,
-    layer: str,
-    verdict: str,
-    reason: str,
-    call_id: str | None,
-    attempt_id: str | None,
-    company_id: int | None,
-    calcom_booking_uid: str | None,
-    details: dict[str, Any] | None = None,
-    rejected: bool = False,
-) -> None:
-    """``guard_event`` as one Core INSERT, executed now: the booking path's cheaper twin.
-
-    The same row and the same log event; it skips the ORM unit of work (object state, flush
-    planning), which cost about as much as the statement itself on the booking path.
+    Core rather than the ORM: the unit of work (object state, flush planning) cost about as much as the
+    statement itself on the booking path, and nothing reads the row back in the same transaction.
     """
     row = {
         "layer": layer,
@@ -73,8 +45,7 @@ async def write_guard_event(
         "calcom_booking_uid": calcom_booking_uid,
         "details": details,
     }
-    # Values bound at execution: one cached statement for every event. ``details=None`` is stored as
-    # JSON null, exactly as the ORM path above stores it.
+    # Values bound at execution: one cached statement for every event; ``details=None`` is JSON null.
     await session.execute(insert(GuardEvent.__table__), row)  # type: ignore[arg-type]
     _emit(verdict, layer, reason, call_id, attempt_id, calcom_booking_uid, rejected=rejected)
 

@@ -174,10 +174,6 @@ class Change:
     def now(self) -> datetime:
         return self.policy.clock()
 
-    async def reload(self, attempt_id: int) -> Attempt:
-        async with self.sessionmaker() as session:
-            return await attempts.get(session, attempt_id)
-
 
 async def cancel(
     sessionmaker: Sessionmaker,
@@ -333,7 +329,7 @@ async def _hold_and_send(run: Change, attempt: Attempt) -> Attempt | outcomes.Ou
             locked_until=now + timedelta(seconds=run.policy.lock_seconds),
         )
     if not moved:
-        return await run.reload(attempt.id)
+        return await attempts.reload(run.sessionmaker, attempt.id)
     sent = replace(attempt, state=AttemptState.SENT, tries=attempt.tries + 1)
     uid = attempt.source_booking_uid or ""
     try:
@@ -348,7 +344,7 @@ async def _hold_and_send(run: Change, attempt: Attempt) -> Attempt | outcomes.Ou
         log.warning("change.outcome_unknown", intent=attempt.intent)
         async with run.sessionmaker() as session, session.begin():
             await attempts.move(session, attempt.id, AttemptState.SENT, AttemptState.UNKNOWN, run.now())
-        return await run.reload(attempt.id)
+        return await attempts.reload(run.sessionmaker, attempt.id)
     except SlotUnavailable:
         return await _fail(run, sent, AnswerStatus.SLOT_UNAVAILABLE, "slot_unavailable")
     except CalendarRejected as exc:
@@ -384,7 +380,7 @@ async def _resolve(run: Change, attempt: Attempt) -> Attempt | outcomes.Outcome:
         run.resends_left -= 1
         async with run.sessionmaker() as session, session.begin():
             await attempts.move(session, attempt.id, attempt.state, AttemptState.CLAIMED, run.now())
-        return await run.reload(attempt.id)
+        return await attempts.reload(run.sessionmaker, attempt.id)
     return outcomes.Outcome(AnswerStatus.IN_PROGRESS, reason="unconfirmed")
 
 

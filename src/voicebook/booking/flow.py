@@ -104,10 +104,6 @@ class Flow:
         except CalendarError:
             return ()
 
-    async def reload(self, attempt_id: int) -> Attempt:
-        async with self.sessionmaker() as session:
-            return await attempts.get(session, attempt_id)
-
 
 async def book(
     sessionmaker: Sessionmaker,
@@ -291,7 +287,9 @@ async def _mark_unknown(flow: Flow, attempt: Attempt) -> Attempt:
     """The request may have taken effect: ``unknown``, then the driver resolves it by lookup."""
     async with flow.sessionmaker() as session, session.begin():
         await attempts.move(session, attempt.id, AttemptState.SENT, AttemptState.UNKNOWN, flow.now())
-    return await flow.reload(attempt.id)  # if someone else moved it first, its state decides
+    return await attempts.reload(
+        flow.sessionmaker, attempt.id
+    )  # if someone else moved it first, its state decides
 
 
 async def _resolve(flow: Flow, attempt: Attempt) -> Attempt | outcomes.Outcome:
@@ -317,7 +315,7 @@ async def _resolve(flow: Flow, attempt: Attempt) -> Attempt | outcomes.Outcome:
                 session, attempt.id, attempt.state, AttemptState.CLAIMED, flow.now()
             )
         if rearmed:
-            return await flow.reload(attempt.id)
+            return await attempts.reload(flow.sessionmaker, attempt.id)
     return outcomes.Outcome(AnswerStatus.IN_PROGRESS, reason="unconfirmed")
 
 
@@ -365,7 +363,7 @@ async def _replay_recorded(flow: Flow, attempt: Attempt) -> outcomes.Outcome:
         return outcomes.Outcome(AnswerStatus.NOT_FOUND, reason="cancelled_meanwhile")
     async with flow.sessionmaker() as session, session.begin():
         # One source for replays: the page, ``voicebook report`` and /metrics all count this row.
-        audit.guard_event(
+        await audit.guard_event(
             session,
             layer=GuardLayer.ATTEMPT,
             verdict=GuardVerdict.IDEMPOTENT_REPLAY,
@@ -476,7 +474,7 @@ async def _accept(
     if verdict.accepted:
         return await _record(flow, attempt, booking, verdict_event=event)
     async with flow.sessionmaker() as session, session.begin():
-        audit.guard_event(session, **event)
+        await audit.guard_event(session, **event)
         await attempts.move(
             session,
             attempt.id,
@@ -517,7 +515,7 @@ async def _record(
     if recorded.moved_elsewhere:
         # Someone else (the reconciler, a retry that took over) moved this attempt meanwhile: its state
         # decides what we say (the driver steps it: a final state replays).
-        return await flow.reload(attempt.id)
+        return await attempts.reload(flow.sessionmaker, attempt.id)
     if recorded.appointment is None:
         return outcomes.Outcome(
             AnswerStatus.REJECTED_DUPLICATE, alternatives=await flow.alternatives(attempt.start_at)

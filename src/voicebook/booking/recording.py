@@ -69,7 +69,7 @@ async def _resolve_existing(
             locked_until=None,
             answer_snapshot=_booked_answer(existing),
         )
-        audit.guard_event(
+        await audit.guard_event(
             session,
             layer=layer,
             verdict=GuardVerdict.IDEMPOTENT_REPLAY,
@@ -91,7 +91,7 @@ async def _resolve_existing(
         locked_until=None,
         answer_snapshot={"status": AnswerStatus.REJECTED_DUPLICATE, "guard": GuardVerdict.DUPLICATE},
     )
-    audit.guard_event(
+    await audit.guard_event(
         session,
         layer=layer,
         verdict=GuardVerdict.DUPLICATE,
@@ -138,7 +138,7 @@ async def record_booking(
     try:
         async with sessionmaker() as session, session.begin():
             if verdict is not None:
-                await audit.write_guard_event(session, **verdict)
+                await audit.guard_event(session, **verdict)
             existing = await _existing(session, booking.uid) if guards_enabled else None
             if existing is not None:
                 return await _resolve_existing(session, attempt, existing, GuardLayer.DATABASE, now)

@@ -119,7 +119,7 @@ async def _converge(
         )
         if action is None or not getattr(result, "rowcount", 0):
             return
-        audit.guard_event(
+        await audit.guard_event(
             session,
             layer=GuardLayer.RECONCILER,
             verdict=action,

@@ -110,7 +110,7 @@ class ReconcilePass:
         details: dict[str, Any] | None = None,
     ) -> None:
         async with self.sessionmaker() as session, session.begin():
-            audit.guard_event(
+            await audit.guard_event(
                 session,
                 layer=GuardLayer.RECONCILER,
                 verdict=action,

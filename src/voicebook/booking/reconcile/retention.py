@@ -79,7 +79,7 @@ async def archive(run: ReconcilePass, cutoff: datetime, limit: int) -> None:
             )
             if not getattr(deleted, "rowcount", 0):
                 continue  # SQLite reads outside the write transaction: another reconciler was first
-            audit.guard_event(
+            await audit.guard_event(
                 session,
                 layer=GuardLayer.RECONCILER,
                 verdict=ReconcileAction.ARCHIVED,
