@@ -52,6 +52,7 @@ from voicebook.booking.types import (
 )
 from voicebook.booking.window import BookingWindow, WindowVerdict, check_window
 from voicebook.db.models import Appointment, BookingAttempt, Customer, Service
+from voicebook.db.queries import retrying_conflicts
 from voicebook.errors import InvariantViolated
 
 log = structlog.get_logger("voicebook.booking")
@@ -207,26 +208,32 @@ async def reschedule(
 async def change(run: Change, ctx: CallContext, request: ChangeRequest) -> outcomes.Outcome:
     """Pick the caller's appointment, claim the change ahead, then drive it until it answers."""
     now = run.now()
-    async with run.sessionmaker() as session, session.begin():
-        await ensure_call(session, ctx, run.tenant.company_id, now)
-        found = await owned_appointments(session, run.tenant, ctx, request.phone, now)
-        picked = _pick(found, request.start)
-        prior = None
-        if isinstance(picked, outcomes.Outcome) and picked.status == AnswerStatus.NOT_FOUND:
-            # a retry of a change that already moved or cancelled the appointment
-            prior = await _prior_change(session, ctx, request)
-        if prior is not None:
-            attempt, created = prior, False
-        elif isinstance(picked, outcomes.Outcome):
-            return picked
-        else:
+
+    async def write_ahead() -> tuple[bool, Attempt] | outcomes.Outcome:
+        async with run.sessionmaker() as session, session.begin():
+            await ensure_call(session, ctx, run.tenant.company_id, now)
+            found = await owned_appointments(session, run.tenant, ctx, request.phone, now)
+            picked = _pick(found, request.start)
+            if isinstance(picked, outcomes.Outcome) and picked.status == AnswerStatus.NOT_FOUND:
+                # a retry of a change that already moved or cancelled the appointment
+                prior = await _prior_change(session, ctx, request)
+                if prior is not None:
+                    return False, prior
+            if isinstance(picked, outcomes.Outcome):
+                return picked
             refusal = _refusal(run, picked, request, now)
             if refusal is not None:
                 return refusal
             run.service = picked.service
-            created, attempt = await attempts.claim(
+            return await attempts.claim(
                 session, _attempt_values(ctx, picked, request), now, run.policy.lock_seconds
             )
+
+    # One transaction, retried whole if the database picked it as a deadlock victim (nothing took effect).
+    claimed = await retrying_conflicts(write_ahead)
+    if isinstance(claimed, outcomes.Outcome):
+        return claimed
+    created, attempt = claimed
     structlog.contextvars.bind_contextvars(attempt_id=attempt.public_id)
     if not created:
         run.service = run.service or await _service_name(run, attempt)

@@ -64,6 +64,7 @@ from voicebook.booking.types import (
 )
 from voicebook.booking.window import WindowVerdict, check_window
 from voicebook.db.models import Appointment
+from voicebook.db.queries import retrying_conflicts
 
 log = structlog.get_logger("voicebook.booking")
 Sessionmaker = async_sessionmaker[AsyncSession]
@@ -182,25 +183,30 @@ async def _claim(flow: Flow, ctx: CallContext, args: BookArgs) -> tuple[bool, At
             "notes": args.notes,
         },
     }
-    async with flow.sessionmaker() as session, session.begin():
-        await ensure_call(session, ctx, flow.tenant.company_id, now)
-        flow.customer_id = await ensure_customer(
-            session, flow.tenant.company_id, ctx.caller_e164, args.name, args.email, now
-        )
-        for generation in range(MAX_GENERATIONS):
-            key = base_key if generation == 0 else f"{base_key}#{generation}"
-            created, attempt = await attempts.claim(
-                session, {**values, "idempotency_key": key}, now, flow.policy.lock_seconds, sent=True
+
+    async def write_ahead() -> tuple[bool, Attempt] | outcomes.Outcome:
+        async with flow.sessionmaker() as session, session.begin():
+            await ensure_call(session, ctx, flow.tenant.company_id, now)
+            flow.customer_id = await ensure_customer(
+                session, flow.tenant.company_id, ctx.caller_e164, args.name, args.email, now
             )
-            if created:
-                return True, attempt
-            if await _booked_and_gone(session, attempt):
-                continue  # this call booked the slot and cancelled it since: asking again is a new booking
-            if attempt.fingerprint != values["fingerprint"]:
-                log.warning("attempt.conflict", call_id=ctx.call_id)
-                return outcomes.Outcome(AnswerStatus.INVALID_INPUT, reason="attempt_conflict")
-            return False, attempt
-    return outcomes.Outcome(AnswerStatus.INVALID_INPUT, reason="too_many_rebooks")
+            for generation in range(MAX_GENERATIONS):
+                key = base_key if generation == 0 else f"{base_key}#{generation}"
+                created, attempt = await attempts.claim(
+                    session, {**values, "idempotency_key": key}, now, flow.policy.lock_seconds, sent=True
+                )
+                if created:
+                    return True, attempt
+                if await _booked_and_gone(session, attempt):
+                    continue  # this call booked the slot and cancelled it since: a new booking
+                if attempt.fingerprint != values["fingerprint"]:
+                    log.warning("attempt.conflict", call_id=ctx.call_id)
+                    return outcomes.Outcome(AnswerStatus.INVALID_INPUT, reason="attempt_conflict")
+                return False, attempt
+        return outcomes.Outcome(AnswerStatus.INVALID_INPUT, reason="too_many_rebooks")
+
+    # One transaction, retried whole if the database picked it as a deadlock victim (nothing took effect).
+    return await retrying_conflicts(write_ahead)
 
 
 async def _booked_and_gone(session: AsyncSession, attempt: Attempt) -> bool:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import random
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NamedTuple, TypeVar
 
+import structlog
 from sqlalchemy import Row, Select, Table, select
 from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from voicebook.db.models import Company, PhoneNumber, Service
@@ -120,3 +124,39 @@ async def all_services(session: AsyncSession) -> Sequence[tuple[Service, Company
         select(Service, Company).join(Company, Company.id == Service.company_id).order_by(Service.id)
     )
     return [(s, c) for s, c in rows.all()]
+
+
+# MySQL/MariaDB: 1213 deadlock, 1205 lock wait timeout; PostgreSQL: 40P01 deadlock, 40001 serialization.
+_RETRYABLE_MYSQL = frozenset({1205, 1213})
+_RETRYABLE_SQLSTATE = frozenset({"40P01", "40001"})
+_W = TypeVar("_W")
+
+
+def is_transient_conflict(exc: BaseException) -> bool:
+    """The database aborted the transaction to break a lock cycle: nothing took effect, a retry may."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    orig = exc.orig
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int) and args[0] in _RETRYABLE_MYSQL:
+        return True
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    return sqlstate in _RETRYABLE_SQLSTATE
+
+
+async def retrying_conflicts(work: Callable[[], Awaitable[_W]], *, tries: int = 4) -> _W:
+    """Run ``work`` (one whole transaction) again when the database aborted it as a deadlock victim.
+
+    Safe only for a transaction that is retried whole: the aborted one changed nothing. Many concurrent
+    insert-or-get claims of one key on MariaDB (shared locks from the read-back, then writes) can form
+    such cycles; InnoDB picks a victim and expects the application to retry it.
+    """
+    for attempt in range(tries):
+        try:
+            return await work()
+        except DBAPIError as exc:
+            if attempt == tries - 1 or not is_transient_conflict(exc):
+                raise
+            structlog.get_logger("voicebook.db").info("db.transaction_retried", attempt=attempt + 1)
+            await asyncio.sleep(random.uniform(0.005, 0.03) * (attempt + 1))
+    raise AssertionError("unreachable")  # pragma: no cover
