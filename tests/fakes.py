@@ -27,6 +27,9 @@ class FakeCalendar:
         False  # with create_errors: store the booking, then raise (timeout after commit)
     )
     lookup_error: CalendarError | None = None
+    change_errors: list[CalendarError] = field(default_factory=list)  # raised by cancel / reschedule
+    change_before_error: bool = False  # with change_errors: apply the change, then raise (lost answer)
+    changes: list[tuple[str, str, datetime | None, str | None]] = field(default_factory=list)
     length: timedelta = timedelta(minutes=30)
     now: datetime | None = None
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -79,15 +82,25 @@ class FakeCalendar:
             if query.attendee_email in b.attendee_emails and query.start_from <= b.start <= query.start_to
         ]
 
+    def _change_error(self) -> None:
+        """Raise the next scripted change error before the change (unless ``change_before_error``)."""
+        if self.change_errors and not self.change_before_error:
+            raise self.change_errors.pop(0)
+
     async def cancel_booking(self, uid: str, reason: str) -> CalendarBooking:
+        self.changes.append(("cancel", uid, None, reason))
+        self._change_error()
         self.bookings[uid] = replace(self.bookings[uid], status="cancelled")
+        if self.change_errors:
+            raise self.change_errors.pop(0)
         return self.bookings[uid]
 
     async def reschedule_booking(
         self, uid: str, new_start: datetime, reason: str | None = None
     ) -> CalendarBooking:
+        self.changes.append(("reschedule", uid, new_start, reason))
+        self._change_error()
         old = self.bookings[uid]
-        self.bookings[uid] = replace(old, status="cancelled")
         new = replace(
             old,
             uid=secrets.token_hex(11),
@@ -95,5 +108,8 @@ class FakeCalendar:
             end=new_start + self.length,
             rescheduled_from_uid=uid,
         )
+        self.bookings[uid] = replace(old, status="cancelled", rescheduled_to_uid=new.uid)
         self.bookings[new.uid] = new
+        if self.change_errors:
+            raise self.change_errors.pop(0)
         return new
