@@ -30,6 +30,7 @@ class FakeCalendar:
     change_errors: list[CalendarError] = field(default_factory=list)  # raised by cancel / reschedule
     change_before_error: bool = False  # with change_errors: apply the change, then raise (lost answer)
     changes: list[tuple[str, str, datetime | None, str | None]] = field(default_factory=list)
+    slot_queries: list[tuple[int, datetime, datetime]] = field(default_factory=list)
     length: timedelta = timedelta(minutes=30)
     now: datetime | None = None
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -38,6 +39,7 @@ class FakeCalendar:
         return self.now or datetime.now(UTC)
 
     async def find_slots(self, event_type_id: int, start: datetime, end: datetime) -> list[datetime]:
+        self.slot_queries.append((event_type_id, start, end))
         taken = {b.start for b in self.bookings.values() if b.status == "accepted"}
         return [s for s in self.slots if start <= s < end and s not in taken]
 

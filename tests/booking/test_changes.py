@@ -7,6 +7,7 @@ an ambiguous one.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -14,7 +15,9 @@ from typing import Any
 
 import pytest
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from structlog.testing import capture_logs
 from tests.factories import make_tenant
 from tests.fakes import FakeCalendar
 
@@ -408,8 +411,9 @@ async def test_slot_unavailable_offers_alternatives_around_the_target(sessionmak
     tenant, _, _ = await _setup(sessionmaker, cal, START)
     cal.change_errors = [SlotUnavailable("taken")]
     outcome = await _move(sessionmaker, cal, tenant, START + timedelta(hours=2))
-    assert outcome.alternatives
-    assert START not in outcome.alternatives  # taken by the appointment itself
+    # around the wished new time (never offering it again), not around the appointment's own start
+    assert outcome.alternatives == (LATER, START + timedelta(hours=3))
+    assert {event_type for event_type, _, _ in cal.slot_queries} == {2563193}
     # replayed from the failed attempt, alternatives recomputed around the target
     run = changes.Change(sessionmaker, cal, FAST, tenant)
     (attempt,) = await _change_attempts(sessionmaker)
@@ -886,3 +890,263 @@ async def test_no_change_attempt_is_made_for_an_appointment_not_owned(sessionmak
     async with sessionmaker() as session:
         count = (await session.execute(select(func.count()).select_from(BookingAttempt))).scalar_one()
     assert count == 1  # the booking's own attempt
+
+
+# --- pinned details (mutation testing, docs/TESTING.md) ------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_the_phone_argument_narrows_a_reschedule_too(sessionmaker: Sm) -> None:
+    cal = FakeCalendar()
+    tenant, _, _ = await _setup(sessionmaker, cal, START)
+    outcome = await _move(sessionmaker, cal, tenant, phone=OTHER_CALLER)
+    assert (outcome.status, outcome.reason) == (AnswerStatus.NOT_FOUND, "no_appointment")
+    assert cal.changes == []
+
+
+@pytest.mark.asyncio
+async def test_already_cancelled_upstream_answers_with_the_service(sessionmaker: Sm) -> None:
+    cal = FakeCalendar()
+    tenant, _, _ = await _setup(sessionmaker, cal, START)
+    cal.change_errors = [CalendarRejected(400, "BadRequestException", "Booking is already CANCELLED")]
+    outcome = await _cancel(sessionmaker, cal, tenant)
+    assert outcome.status == AnswerStatus.CANCELLED
+    assert outcome.appointment is not None
+    assert outcome.appointment.service == "Haarschnitt"
+
+
+@pytest.mark.asyncio
+async def test_other_refusals_are_logged_as_warnings_with_calcoms_message(sessionmaker: Sm) -> None:
+    cal = FakeCalendar()
+    tenant, _, _ = await _setup(sessionmaker, cal, START)
+    detail = "x" * 400
+    cal.change_errors = [CalendarRejected(403, "ForbiddenException", detail)]
+    with capture_logs() as logs:
+        await _move(sessionmaker, cal, tenant)
+    (refused,) = [e for e in logs if e["event"] == "change.refused"]
+    assert refused == {
+        "event": "change.refused",
+        "log_level": "warning",
+        "intent": Intent.RESCHEDULE,
+        "status": 403,
+        "code": "ForbiddenException",
+        "detail": "x" * 300,
+    }
+
+
+@pytest.mark.asyncio
+async def test_a_hanging_lookup_is_cut_off_by_the_resolve_budget(sessionmaker: Sm) -> None:
+    cal = FakeCalendar(change_errors=[OutcomeUnknown("reset")])
+    tenant, _, _ = await _setup(sessionmaker, cal, START)
+
+    async def hang(uid: str) -> None:
+        await asyncio.sleep(30)
+
+    cal.get_booking = hang  # type: ignore[method-assign,assignment]
+    policy = replace(FAST, resolve_budget_seconds=0.2)
+    outcome = await asyncio.wait_for(_cancel(sessionmaker, cal, tenant, policy=policy), 10)
+    assert (outcome.status, outcome.reason) == (AnswerStatus.IN_PROGRESS, "unconfirmed")
+
+
+@pytest.mark.asyncio
+async def test_a_replayed_change_names_its_attempts_service(sessionmaker: Sm) -> None:
+    """A retry that no longer finds the appointment (it is cancelled) names the service from the attempt."""
+    cal = FakeCalendar()
+    tenant, _, _ = await _setup(sessionmaker, cal, START)
+    await _cancel(sessionmaker, cal, tenant)
+    again = await _cancel(sessionmaker, cal, tenant)
+    assert again.appointment is not None
+    assert (again.replayed, again.appointment.service) == (True, "Haarschnitt")
+    async with sessionmaker() as session, session.begin():
+        await session.execute(
+            update(BookingAttempt).where(BookingAttempt.intent == Intent.CANCEL).values(service_id=None)
+        )
+    without = await _cancel(sessionmaker, cal, tenant)
+    assert without.appointment is not None
+    assert (without.replayed, without.appointment.service) == (True, "")
+
+
+def _run(sm: Sm, cal: FakeCalendar, tenant: Tenant) -> changes.Change:
+    return changes.Change(sm, cal, FAST, tenant, service="Haarschnitt")
+
+
+@pytest.mark.asyncio
+async def test_replay_of_an_attempt_without_an_answer_or_appointment(sessionmaker: Sm) -> None:
+    cal = FakeCalendar()
+    attempt, _ = await _attempt_for(sessionmaker, Intent.CANCEL, cal)
+    tenant = Tenant(
+        attempt.company_id, "salon-mitte", "Salon Mitte", "Europe/Berlin", "x.example", "de", "DE"
+    )
+    bare = replace(attempt, answer_snapshot=None, appointment_id=None)
+    replay = await changes._replay(_run(sessionmaker, cal, tenant), bare)
+    assert replay == outcomes.Outcome(AnswerStatus.UPSTREAM_ERROR, replayed=True)
+    said = replace(attempt, answer_snapshot={"status": "in_progress", "reason": "another_change_in_flight"})
+    replay = await changes._replay(_run(sessionmaker, cal, tenant), said)
+    assert (replay.status, replay.reason, replay.replayed) == (
+        AnswerStatus.IN_PROGRESS,
+        "another_change_in_flight",
+        True,
+    )
+    assert replay.appointment is not None
+    assert replay.appointment.service == "Haarschnitt"
+
+
+LATE = datetime(2031, 1, 1, 12, 0, tzinfo=UTC)  # far from the wall clock, so defaults cannot pass for it
+
+
+async def _moved_to(cal: FakeCalendar, uid: str) -> Any:
+    return await cal.reschedule_booking(uid, LATER)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("apply", ["cancelled", "moved", "gone"])
+async def test_applying_writes_the_times_it_was_given_and_frees_the_hold(
+    sessionmaker: Sm, apply: str
+) -> None:
+    cal = FakeCalendar()
+    intent = Intent.CANCEL if apply == "cancelled" else Intent.RESCHEDULE
+    attempt, appointment_id = await _attempt_for(sessionmaker, intent, cal)
+    async with sessionmaker() as session, session.begin():
+        await session.execute(
+            update(Appointment)
+            .where(Appointment.id == appointment_id)
+            .values(change_attempt_id=attempt.id, change_locked_until=LATE)
+        )
+    if apply == "cancelled":
+        outcome = await changes.apply_cancelled(sessionmaker, attempt, LATE)
+    elif apply == "moved":
+        outcome = await changes.apply_moved(
+            sessionmaker, attempt, await _moved_to(cal, attempt.source_booking_uid or ""), LATE
+        )
+    else:
+        outcome = await changes.apply_gone(sessionmaker, attempt, LATE)
+    after = await _appointment(sessionmaker, appointment_id)
+    assert (after.updated_at, after.synced_at) == (LATE, LATE)
+    assert (after.change_attempt_id, after.change_locked_until) == (None, None)
+    if apply != "gone":
+        assert outcome.appointment is not None
+        assert outcome.appointment.service == ""  # no service name given
+        assert after.status == AppointmentStatus.BOOKED if apply == "moved" else AppointmentStatus.CANCELLED
+
+
+@pytest.mark.asyncio
+async def test_a_move_applied_to_an_appointment_already_at_the_new_uid_completes_it(sessionmaker: Sm) -> None:
+    """A webhook may have put the new uid on our row (and marked it cancelled) before the answer came."""
+    cal = FakeCalendar()
+    attempt, appointment_id = await _attempt_for(sessionmaker, Intent.RESCHEDULE, cal)
+    new = await _moved_to(cal, attempt.source_booking_uid or "")
+    async with sessionmaker() as session, session.begin():
+        await session.execute(
+            update(Appointment)
+            .where(Appointment.id == appointment_id)
+            .values(
+                calcom_booking_uid=new.uid,
+                status=AppointmentStatus.CANCELLED,
+                change_attempt_id=attempt.id,
+                change_locked_until=LATE,
+            )
+        )
+    outcome = await changes.apply_moved(sessionmaker, attempt, new, LATE)
+    assert outcome.status == AnswerStatus.RESCHEDULED
+    after = await _appointment(sessionmaker, appointment_id)
+    assert (after.calcom_booking_uid, after.status, after.change_attempt_id) == (
+        new.uid,
+        AppointmentStatus.BOOKED,
+        None,
+    )
+    assert after.start_at.replace(tzinfo=UTC) == LATER
+
+
+@pytest.mark.asyncio
+async def test_a_move_never_overwrites_an_appointment_that_moved_on_meanwhile(sessionmaker: Sm) -> None:
+    cal = FakeCalendar()
+    attempt, appointment_id = await _attempt_for(sessionmaker, Intent.RESCHEDULE, cal)
+    new = await _moved_to(cal, attempt.source_booking_uid or "")
+    async with sessionmaker() as session, session.begin():
+        await session.execute(
+            update(Appointment).where(Appointment.id == appointment_id).values(calcom_booking_uid="third_uid")
+        )
+    await changes.apply_moved(sessionmaker, attempt, new, LATE)
+    after = await _appointment(sessionmaker, appointment_id)
+    assert (after.calcom_booking_uid, after.start_at.replace(tzinfo=UTC)) == ("third_uid", START)
+
+
+async def _row(sm: Sm, uid: str, *, call_id: str | None, source: str) -> int:
+    async with sm() as session, session.begin():
+        row = Appointment(
+            call_id=call_id,
+            calcom_booking_uid=uid,
+            start_at=LATER,
+            status=AppointmentStatus.BOOKED,
+            source=source,
+        )
+        session.add(row)
+        await session.flush()
+        return row.id
+
+
+@pytest.mark.asyncio
+async def test_only_the_stand_in_for_the_new_uid_is_folded_in(sessionmaker: Sm) -> None:
+    cal = FakeCalendar()
+    attempt, appointment_id = await _attempt_for(sessionmaker, Intent.RESCHEDULE, cal)
+    new = await _moved_to(cal, attempt.source_booking_uid or "")
+    stand_in = await _row(sessionmaker, new.uid, call_id=None, source="external")
+    unrelated = await _row(sessionmaker, "someone_elses_uid", call_id=None, source="external")
+    await changes.apply_moved(sessionmaker, attempt, new, LATE)
+    async with sessionmaker() as session:
+        ids = set((await session.execute(select(Appointment.id))).scalars())
+    assert ids == {appointment_id, unrelated}
+    assert stand_in not in ids
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("call_id", "source"), [("call_x", "external"), (None, "voicebook")])
+async def test_a_row_that_is_not_a_stand_in_is_never_deleted(
+    sessionmaker: Sm, call_id: str | None, source: str
+) -> None:
+    cal = FakeCalendar()
+    attempt, _ = await _attempt_for(sessionmaker, Intent.RESCHEDULE, cal)
+    new = await _moved_to(cal, attempt.source_booking_uid or "")
+    keeper = await _row(sessionmaker, new.uid, call_id=call_id, source=source)
+    with pytest.raises(IntegrityError):  # the uid is taken: the move cannot be folded, and nothing is lost
+        await changes.apply_moved(sessionmaker, attempt, new, LATE)
+    assert (await _appointment(sessionmaker, keeper)).calcom_booking_uid == new.uid
+
+
+@pytest.mark.asyncio
+async def test_re_applying_a_move_to_a_call_less_appointment_keeps_it(sessionmaker: Sm) -> None:
+    """An appointment made outside any call (owned through the caller's number) is moved, never deleted."""
+    cal = FakeCalendar()
+    attempt, appointment_id = await _attempt_for(sessionmaker, Intent.RESCHEDULE, cal)
+    async with sessionmaker() as session, session.begin():
+        await session.execute(
+            update(Appointment)
+            .where(Appointment.id == appointment_id)
+            .values(call_id=None, source="external")
+        )
+    new = await _moved_to(cal, attempt.source_booking_uid or "")
+    await changes.apply_moved(sessionmaker, attempt, new, LATE)
+    await changes.apply_moved(sessionmaker, attempt, new, LATE)  # e.g. the reconciler after the flow
+    after = await _appointment(sessionmaker, appointment_id)
+    assert after.calcom_booking_uid == new.uid
+
+
+@pytest.mark.asyncio
+async def test_applying_to_a_vanished_appointment_answers_without_one(sessionmaker: Sm) -> None:
+    cal = FakeCalendar()
+    attempt, appointment_id = await _attempt_for(sessionmaker, Intent.RESCHEDULE, cal)
+    new = await _moved_to(cal, attempt.source_booking_uid or "")
+    async with sessionmaker() as session, session.begin():
+        await session.execute(delete(Appointment).where(Appointment.id == appointment_id))
+    outcome = await changes.apply_moved(sessionmaker, attempt, new, LATE)
+    assert (outcome.status, outcome.appointment) == (AnswerStatus.RESCHEDULED, None)
+
+
+@pytest.mark.asyncio
+async def test_a_failed_change_keeps_at_most_64_characters_of_its_reason(sessionmaker: Sm) -> None:
+    cal = FakeCalendar()
+    attempt, _ = await _attempt_for(sessionmaker, Intent.CANCEL, cal)
+    assert await changes.settle_failed(sessionmaker, attempt, LATE, {"status": "x", "reason": "r" * 100})
+    async with sessionmaker() as session:
+        failed = await attempts.get(session, attempt.id)
+    assert failed.guard_verdict == "r" * 64
