@@ -32,7 +32,8 @@ from voicebook.booking.policy import BookingPolicy
 from voicebook.booking.tenancy import CallContext, ServiceRef, Tenant
 from voicebook.booking.types import AnswerStatus, AppointmentStatus, AttemptState, Intent
 from voicebook.booking.window import BookingWindow
-from voicebook.db.models import Appointment, BookingAttempt, Service
+from voicebook.db.models import Appointment, BookingAttempt, Call, Service
+from voicebook.errors import InvariantViolated
 
 Sm = async_sessionmaker[AsyncSession]
 START = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(days=2)
@@ -1150,3 +1151,181 @@ async def test_a_failed_change_keeps_at_most_64_characters_of_its_reason(session
     async with sessionmaker() as session:
         failed = await attempts.get(session, attempt.id)
     assert failed.guard_verdict == "r" * 64
+
+
+@pytest.mark.asyncio
+async def test_an_appointment_booked_in_this_call_is_owned_even_without_its_customer_row(
+    sessionmaker: Sm,
+) -> None:
+    cal = FakeCalendar()
+    tenant, _, (appointment_id,) = await _setup(sessionmaker, cal, START)
+    async with sessionmaker() as session, session.begin():
+        await session.execute(
+            update(Appointment).where(Appointment.id == appointment_id).values(customer_id=None)
+        )
+    outcome = await _cancel(sessionmaker, cal, tenant, call_id="call_book")
+    assert outcome.status == AnswerStatus.CANCELLED
+
+
+@pytest.mark.asyncio
+async def test_the_phone_argument_may_name_the_customers_number(sessionmaker: Sm) -> None:
+    """Booked from CALLER with another phone given: naming the customer's own number still finds it."""
+    cal = FakeCalendar(slots=[START])
+    tenant, service = await make_tenant(sessionmaker)
+    await flow.book(
+        sessionmaker,
+        cal,
+        BookingPolicy(),
+        tenant,
+        CallContext("call_book", CALLER, SALON),
+        flow.BookArgs(service=service, start=START, name="Jane", phone="+491705555555"),
+    )
+    for phone in (CALLER, "+491705555555"):
+        async with sessionmaker() as session:
+            found = await changes.owned_appointments(
+                session, tenant, CallContext("call_change", CALLER, SALON), phone, FAST.clock()
+            )
+        assert len(found) == 1, phone
+
+
+@pytest.mark.asyncio
+async def test_an_external_appointment_without_details_gets_placeholders(sessionmaker: Sm) -> None:
+    """A webhook-made appointment (no call, event type, name or e-mail) owned through the caller's number."""
+    cal = FakeCalendar()
+    tenant, _, (appointment_id,) = await _setup(sessionmaker, cal, START)
+    async with sessionmaker() as session, session.begin():
+        await session.execute(
+            update(Appointment)
+            .where(Appointment.id == appointment_id)
+            .values(
+                call_id=None, source="external", event_type_id=None, attendee_name=None, attendee_email=None
+            )
+        )
+    outcome = await _cancel(sessionmaker, cal, tenant)
+    assert outcome.status == AnswerStatus.CANCELLED
+    (attempt,) = await _change_attempts(sessionmaker)
+    assert (attempt.event_type_id, attempt.attendee_name, attempt.attendee_email) == (0, "", "")
+
+
+@pytest.mark.asyncio
+async def test_a_change_records_the_call_with_its_company(sessionmaker: Sm) -> None:
+    cal = FakeCalendar()
+    tenant, _, _ = await _setup(sessionmaker, cal, START)
+    await _cancel(sessionmaker, cal, tenant, call_id="call_new")
+    async with sessionmaker() as session:
+        call = (await session.execute(select(Call).where(Call.retell_call_id == "call_new"))).scalar_one()
+    assert call.company_id == tenant.company_id
+
+
+@pytest.mark.asyncio
+async def test_a_change_waits_for_a_holder_that_lets_go(sessionmaker: Sm) -> None:
+    cal = FakeCalendar()
+    tenant, _, (appointment_id,) = await _setup(sessionmaker, cal, START)
+    await _hold_by_another(sessionmaker, appointment_id)
+
+    async def release() -> None:
+        await asyncio.sleep(0.1)
+        async with sessionmaker() as session, session.begin():
+            await session.execute(
+                update(Appointment)
+                .where(Appointment.id == appointment_id)
+                .values(change_attempt_id=None, change_locked_until=None)
+            )
+
+    task = asyncio.create_task(release())
+    outcome = await _cancel(sessionmaker, cal, tenant, policy=replace(FAST, wait_in_flight_seconds=3))
+    await task
+    assert outcome.status == AnswerStatus.CANCELLED
+
+
+@pytest.mark.asyncio
+async def test_a_hold_ending_exactly_now_still_holds(sessionmaker: Sm) -> None:
+    cal = FakeCalendar()
+    tenant, _, (appointment_id,) = await _setup(sessionmaker, cal, START)
+    now = datetime.now(UTC).replace(microsecond=0)
+    async with sessionmaker() as session, session.begin():
+        await session.execute(
+            update(Appointment)
+            .where(Appointment.id == appointment_id)
+            .values(change_attempt_id=999_999, change_locked_until=now)
+        )
+    outcome = await _cancel(sessionmaker, cal, tenant, policy=replace(FAST, clock=lambda: now))
+    assert (outcome.status, outcome.reason) == (AnswerStatus.IN_PROGRESS, "another_change_in_flight")
+
+
+@pytest.mark.asyncio
+async def test_sending_renews_the_attempts_lock_from_the_send_time(sessionmaker: Sm) -> None:
+    cal = FakeCalendar()
+    tenant, _, _ = await _setup(sessionmaker, cal, START)
+    base = datetime.now(UTC).replace(microsecond=0)
+    ticks = iter(range(1000))
+    policy = replace(FAST, clock=lambda: base + timedelta(seconds=10 * next(ticks)))
+    seen: list[tuple[Any, Any]] = []
+    real_cancel = cal.cancel_booking
+
+    async def spy(uid: str, reason: str) -> Any:
+        (attempt,) = await _change_attempts(sessionmaker)
+        seen.append((attempt.locked_until, attempt.first_sent_at))
+        return await real_cancel(uid, reason)
+
+    cal.cancel_booking = spy  # type: ignore[method-assign]
+    await _cancel(sessionmaker, cal, tenant, policy=policy)
+    ((locked_until, first_sent_at),) = seen
+    assert first_sent_at > base
+    assert locked_until == first_sent_at + timedelta(seconds=30)
+
+
+@pytest.mark.asyncio
+async def test_an_attempt_moved_on_before_sending_is_reloaded_not_sent(sessionmaker: Sm) -> None:
+    cal = FakeCalendar()
+    attempt, appointment_id = await _attempt_for(sessionmaker, Intent.CANCEL, cal)  # already sent
+    tenant = Tenant(
+        attempt.company_id, "salon-mitte", "Salon Mitte", "Europe/Berlin", "x.example", "de", "DE"
+    )
+    stale = replace(attempt, state=AttemptState.CLAIMED)
+    result = await changes._hold_and_send(_run(sessionmaker, cal, tenant), stale)
+    assert isinstance(result, attempts.Attempt)
+    assert (result.id, result.state) == (attempt.id, AttemptState.SENT)
+    assert cal.changes == []
+    assert (await _appointment(sessionmaker, appointment_id)).change_attempt_id == attempt.id
+
+
+@pytest.mark.asyncio
+async def test_a_reschedule_attempt_without_a_target_is_a_bug(sessionmaker: Sm) -> None:
+    cal = FakeCalendar()
+    attempt, _ = await _attempt_for(sessionmaker, Intent.RESCHEDULE, cal)
+    tenant = Tenant(
+        attempt.company_id, "salon-mitte", "Salon Mitte", "Europe/Berlin", "x.example", "de", "DE"
+    )
+    async with sessionmaker() as session, session.begin():
+        await attempts.move(session, attempt.id, AttemptState.SENT, AttemptState.CLAIMED, FAST.clock())
+    broken = replace(attempt, state=AttemptState.CLAIMED, target_start_at=None)
+    with pytest.raises(InvariantViolated, match=f"^reschedule attempt {attempt.public_id} without a target$"):
+        await changes._hold_and_send(_run(sessionmaker, cal, tenant), broken)
+
+
+@pytest.mark.asyncio
+async def test_the_booking_window_counts_days_in_the_companys_zone(sessionmaker: Sm) -> None:
+    """22:30 UTC is 23:30 in Berlin: 25 hours later is the day after tomorrow there, but tomorrow in UTC."""
+    now = datetime.combine(datetime.now(UTC).date() + timedelta(days=1), datetime.min.time(), UTC).replace(
+        hour=22, minute=30
+    )
+    cal = FakeCalendar()
+    tenant, _, _ = await _setup(sessionmaker, cal, now + timedelta(hours=3))
+    async with sessionmaker() as session, session.begin():
+        await session.execute(update(Service).values(max_days_ahead=1))
+    policy = replace(FAST, clock=lambda: now)
+    outcome = await _move(sessionmaker, cal, tenant, now + timedelta(hours=25), policy=policy)
+    assert (outcome.status, outcome.reason) == (AnswerStatus.INVALID_INPUT, "too_far_ahead")
+    inside = await _move(sessionmaker, cal, tenant, now + timedelta(hours=24), policy=policy)
+    assert inside.status == AnswerStatus.RESCHEDULED
+
+
+@pytest.mark.asyncio
+async def test_cancelling_a_vanished_appointment_answers_without_one(sessionmaker: Sm) -> None:
+    cal = FakeCalendar()
+    attempt, appointment_id = await _attempt_for(sessionmaker, Intent.CANCEL, cal)
+    async with sessionmaker() as session, session.begin():
+        await session.execute(delete(Appointment).where(Appointment.id == appointment_id))
+    outcome = await changes.apply_cancelled(sessionmaker, attempt, LATE)
+    assert (outcome.status, outcome.appointment) == (AnswerStatus.CANCELLED, None)
