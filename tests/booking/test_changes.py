@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -118,6 +119,18 @@ def test_change_key_names_call_appointment_intent_and_target_in_utc() -> None:
         "call_1|appointment:7|reschedule|2026-12-03T10:00:00Z"
     )
     assert changes.change_key("call_1", 7, Intent.CANCEL, None) == "call_1|appointment:7|cancel|-"
+
+
+def test_change_key_is_utc_whatever_the_servers_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    target = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        key = changes.change_key("call_1", 7, Intent.RESCHEDULE, target)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert key == "call_1|appointment:7|reschedule|2026-12-03T10:00:00Z"
 
 
 def test_change_fingerprint_is_the_hash_of_intent_appointment_and_target() -> None:

@@ -29,6 +29,7 @@ from voicebook.booking.types import (
     GuardVerdict,
 )
 from voicebook.db.models import Appointment, BookingAttempt, GuardEvent
+from voicebook.errors import InvariantViolated
 
 Sm = async_sessionmaker[AsyncSession]
 NOW = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
@@ -50,9 +51,7 @@ def _booking(uid: str = UID) -> CalendarBooking:
 
 
 async def _attempt(sm: Sm, call_id: str, state: AttemptState = AttemptState.SENT) -> Attempt:
-    tenant, service = await make_tenant(
-        sm, slug=f"salon-{call_id}", number=f"+4930555{call_id[-3:]}"
-    )
+    tenant, service = await make_tenant(sm, slug=f"salon-{call_id}", number=f"+4930555{call_id[-3:]}")
     async with sm() as session, session.begin():
         _, attempt = await attempts.claim(
             session,
@@ -305,3 +304,18 @@ async def test_a_stand_in_without_a_call_is_refused_with_an_empty_owner(sessionm
 
 def test_recordable_states_are_the_sent_ones() -> None:
     assert recording.RECORDABLE == (AttemptState.SENT, AttemptState.UNKNOWN, AttemptState.CONFIRMED)
+
+
+@pytest.mark.asyncio
+async def test_a_unique_violation_whose_holder_vanished_is_an_invariant_violation(
+    sessionmaker: Sm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _appointment_of(sessionmaker, "call_686")
+    attempt = await _attempt(sessionmaker, "call_687")
+
+    async def vanished(session: AsyncSession, uid: str) -> None:
+        return None
+
+    monkeypatch.setattr(recording, "_existing", vanished)
+    with pytest.raises(InvariantViolated, match=r"^unique violation without a holder$"):
+        await _record(sessionmaker, attempt, guards=True)
