@@ -27,6 +27,10 @@ class FakeCalendar:
         False  # with create_errors: store the booking, then raise (timeout after commit)
     )
     lookup_error: CalendarError | None = None
+    change_errors: list[CalendarError] = field(default_factory=list)  # raised by cancel / reschedule
+    change_before_error: bool = False  # with change_errors: apply the change, then raise (lost answer)
+    changes: list[tuple[str, str, datetime | None, str | None]] = field(default_factory=list)
+    slot_queries: list[tuple[int, datetime, datetime]] = field(default_factory=list)
     length: timedelta = timedelta(minutes=30)
     now: datetime | None = None
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -35,6 +39,7 @@ class FakeCalendar:
         return self.now or datetime.now(UTC)
 
     async def find_slots(self, event_type_id: int, start: datetime, end: datetime) -> list[datetime]:
+        self.slot_queries.append((event_type_id, start, end))
         taken = {b.start for b in self.bookings.values() if b.status == "accepted"}
         return [s for s in self.slots if start <= s < end and s not in taken]
 
@@ -79,15 +84,25 @@ class FakeCalendar:
             if query.attendee_email in b.attendee_emails and query.start_from <= b.start <= query.start_to
         ]
 
+    def _change_error(self) -> None:
+        """Raise the next scripted change error before the change (unless ``change_before_error``)."""
+        if self.change_errors and not self.change_before_error:
+            raise self.change_errors.pop(0)
+
     async def cancel_booking(self, uid: str, reason: str) -> CalendarBooking:
+        self.changes.append(("cancel", uid, None, reason))
+        self._change_error()
         self.bookings[uid] = replace(self.bookings[uid], status="cancelled")
+        if self.change_errors:
+            raise self.change_errors.pop(0)
         return self.bookings[uid]
 
     async def reschedule_booking(
         self, uid: str, new_start: datetime, reason: str | None = None
     ) -> CalendarBooking:
+        self.changes.append(("reschedule", uid, new_start, reason))
+        self._change_error()
         old = self.bookings[uid]
-        self.bookings[uid] = replace(old, status="cancelled")
         new = replace(
             old,
             uid=secrets.token_hex(11),
@@ -95,5 +110,8 @@ class FakeCalendar:
             end=new_start + self.length,
             rescheduled_from_uid=uid,
         )
+        self.bookings[uid] = replace(old, status="cancelled", rescheduled_to_uid=new.uid)
         self.bookings[new.uid] = new
+        if self.change_errors:
+            raise self.change_errors.pop(0)
         return new
