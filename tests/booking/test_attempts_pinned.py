@@ -16,6 +16,7 @@ from tests.factories import make_tenant
 
 from voicebook.booking import attempts
 from voicebook.booking.attempts import Attempt, IllegalTransition
+from voicebook.booking.policy import BookingPolicy
 from voicebook.booking.types import AttemptState, Intent
 from voicebook.db.models import BookingAttempt
 from voicebook.db.queries import InsertOrGet
@@ -24,6 +25,10 @@ from voicebook.errors import InvariantViolated
 Sm = async_sessionmaker[AsyncSession]
 NOW = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 S = AttemptState
+
+
+def _policy(wait: float) -> BookingPolicy:
+    return BookingPolicy(lock_seconds=30, wait_in_flight_seconds=wait, clock=lambda: NOW)
 
 
 async def _claim(sm: Sm, key: str = "k1", **extra: Any) -> Attempt:
@@ -242,7 +247,7 @@ async def test_join_waits_for_a_live_holder_to_finish(sessionmaker: Sm) -> None:
         await _set(sessionmaker, attempt.id, state=S.RECORDED, locked_until=None)
 
     task = asyncio.create_task(holder())
-    joined = await attempts.join(sessionmaker, attempt, clock=lambda: NOW, lock_seconds=30, wait_seconds=5)
+    joined = await attempts.join(sessionmaker, attempt, _policy(5))
     await task
     assert joined is not None
     assert joined.state == S.RECORDED
@@ -253,9 +258,7 @@ async def test_join_gives_up_on_a_live_holder_at_its_deadline(sessionmaker: Sm) 
     attempt = await _set(
         sessionmaker, (await _claim(sessionmaker)).id, state=S.SENT, locked_until=NOW + timedelta(hours=1)
     )
-    assert (
-        await attempts.join(sessionmaker, attempt, clock=lambda: NOW, lock_seconds=30, wait_seconds=0) is None
-    )
+    assert await attempts.join(sessionmaker, attempt, _policy(0)) is None
 
 
 @pytest.mark.asyncio
@@ -263,7 +266,7 @@ async def test_join_takes_over_a_failed_attempt_even_while_its_lock_runs(session
     attempt = await _set(
         sessionmaker, (await _claim(sessionmaker)).id, state=S.FAILED, locked_until=NOW + timedelta(hours=1)
     )
-    joined = await attempts.join(sessionmaker, attempt, clock=lambda: NOW, lock_seconds=30, wait_seconds=0)
+    joined = await attempts.join(sessionmaker, attempt, _policy(0))
     assert joined is not None
     assert (joined.state, joined.locked_until) == (S.CLAIMED, NOW + timedelta(seconds=30))
 
