@@ -34,6 +34,7 @@ loop that steps an attempt by its state until a step answers.
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -263,6 +264,7 @@ async def join(
 
 
 R = TypeVar("R")
+C = TypeVar("C")
 
 
 @dataclass(frozen=True)
@@ -270,6 +272,13 @@ class Machine(Generic[R]):
     """The steps of one kind of attempt: for each state, what to do; a step answers or moves on."""
 
     steps: Mapping[AttemptState, Callable[[Attempt], Awaitable[Attempt | R]]]
+
+    @classmethod
+    def bound(
+        cls, steps: Mapping[AttemptState, Callable[[C, Attempt], Awaitable[Attempt | R]]], context: C
+    ) -> Machine[R]:
+        """A machine whose steps all receive ``context`` (one request's collaborators) first."""
+        return cls({state: functools.partial(step, context) for state, step in steps.items()})
 
     async def drive(
         self, attempt: Attempt, first: Callable[[Attempt], Awaitable[Attempt | R]] | None = None

@@ -19,7 +19,6 @@ contradicting request for the same booking.
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
@@ -417,7 +416,7 @@ STEPS: dict[AttemptState, Callable[[Change, Attempt], Awaitable[Attempt | outcom
 
 
 def _machine(run: Change) -> attempts.Machine[outcomes.Outcome]:
-    return attempts.Machine({state: functools.partial(step, run) for state, step in STEPS.items()})
+    return attempts.Machine.bound(STEPS, run)
 
 
 # --- holding the appointment --------------------------------------------------------------------------
@@ -526,13 +525,7 @@ async def apply_cancelled(
     """The booking is cancelled upstream: the appointment, the attempt and the hold, in one transaction."""
     answer = {"status": AnswerStatus.CANCELLED}
     async with sessionmaker() as session, session.begin():
-        await session.execute(
-            update(Appointment)
-            .where(Appointment.id == attempt.appointment_id)
-            .values(status=AppointmentStatus.CANCELLED, updated_at=now, synced_at=now, **_release())
-            .execution_options(synchronize_session=False)
-        )
-        await _settle(session, attempt, AttemptState.RECORDED, now, answer)
+        await _cancel_locally(session, attempt, AttemptState.RECORDED, now, answer)
         appointment = await session.get(Appointment, attempt.appointment_id, populate_existing=True)
     view = _view(appointment, answer_service) if appointment is not None else None
     return outcomes.Outcome(AnswerStatus.CANCELLED, appointment=view)
@@ -593,14 +586,21 @@ async def apply_gone(sessionmaker: Sessionmaker, attempt: Attempt, now: datetime
     """A reschedule found its booking cancelled by someone else: the appointment is cancelled, honestly."""
     answer = {"status": AnswerStatus.NOT_FOUND, "reason": "cancelled_meanwhile"}
     async with sessionmaker() as session, session.begin():
-        await session.execute(
-            update(Appointment)
-            .where(Appointment.id == attempt.appointment_id)
-            .values(status=AppointmentStatus.CANCELLED, updated_at=now, synced_at=now, **_release())
-            .execution_options(synchronize_session=False)
-        )
-        await _settle(session, attempt, AttemptState.FAILED, now, answer)
+        await _cancel_locally(session, attempt, AttemptState.FAILED, now, answer)
     return outcomes.Outcome(AnswerStatus.NOT_FOUND, reason="cancelled_meanwhile")
+
+
+async def _cancel_locally(
+    session: AsyncSession, attempt: Attempt, state: AttemptState, now: datetime, answer: dict[str, Any]
+) -> None:
+    """The booking is gone upstream: cancel the appointment, free its hold, settle the attempt."""
+    await session.execute(
+        update(Appointment)
+        .where(Appointment.id == attempt.appointment_id)
+        .values(status=AppointmentStatus.CANCELLED, updated_at=now, synced_at=now, **_release())
+        .execution_options(synchronize_session=False)
+    )
+    await _settle(session, attempt, state, now, answer)
 
 
 async def _settle(

@@ -413,7 +413,7 @@ STEPS: dict[AttemptState, Step] = {
 
 
 def _machine(flow: Flow) -> attempts.Machine[outcomes.Outcome]:
-    return attempts.Machine({state: functools.partial(step, flow) for state, step in STEPS.items()})
+    return attempts.Machine.bound(STEPS, flow)
 
 
 # --- what the steps share ---------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from voicebook.db.base import utc_now
@@ -228,40 +228,32 @@ def open_row(row: CompanyCredential, slug: str, sealer: Sealer | None) -> Compan
     )
 
 
-async def secrets_of(session: AsyncSession, company_id: int, sealer: Sealer | None) -> CompanySecrets | None:
-    found = (
-        await session.execute(
-            select(CompanyCredential, Company.slug)
-            .join(Company, Company.id == CompanyCredential.company_id)
-            .where(CompanyCredential.company_id == company_id)
-        )
-    ).first()
-    return open_row(found[0], found[1], sealer) if found else None
-
-
-async def secrets_by_slug(session: AsyncSession, slug: str, sealer: Sealer | None) -> CompanySecrets | None:
-    found = (
-        await session.execute(
-            select(CompanyCredential, Company.slug)
-            .join(Company, Company.id == CompanyCredential.company_id)
-            .where(Company.slug == slug)
-        )
-    ).first()
-    return open_row(found[0], found[1], sealer) if found else None
-
-
-async def secrets_by_number(
-    session: AsyncSession, number: str, sealer: Sealer | None
+async def _secrets_where(
+    session: AsyncSession, condition: ColumnElement[bool], sealer: Sealer | None
 ) -> CompanySecrets | None:
     found = (
         await session.execute(
             select(CompanyCredential, Company.slug)
             .join(Company, Company.id == CompanyCredential.company_id)
-            .join(PhoneNumber, PhoneNumber.company_id == Company.id)
-            .where(PhoneNumber.number == number)
+            .where(condition)
         )
     ).first()
     return open_row(found[0], found[1], sealer) if found else None
+
+
+async def secrets_of(session: AsyncSession, company_id: int, sealer: Sealer | None) -> CompanySecrets | None:
+    return await _secrets_where(session, CompanyCredential.company_id == company_id, sealer)
+
+
+async def secrets_by_slug(session: AsyncSession, slug: str, sealer: Sealer | None) -> CompanySecrets | None:
+    return await _secrets_where(session, Company.slug == slug, sealer)
+
+
+async def secrets_by_number(
+    session: AsyncSession, number: str, sealer: Sealer | None
+) -> CompanySecrets | None:
+    owner = select(PhoneNumber.company_id).where(PhoneNumber.number == number)  # numbers are unique
+    return await _secrets_where(session, Company.id.in_(owner.scalar_subquery()), sealer)
 
 
 async def connection_states(session: AsyncSession) -> list[tuple[str, str, str | None, str]]:
