@@ -193,9 +193,16 @@ def sandbox_server(log: Path) -> Iterator[str]:
         yield base
 
 
+# The benches book hundreds of times a second against the stand-in: a Cal.com key whose limit was raised
+# (Cal.com raises it on request). The stand-in announces this limit in its X-RateLimit headers and the
+# service's budget is set to match, exactly as an operator would configure such a key.
+RATE_LIMIT_PER_MINUTE = 10_000_000
+
+
 def app_env(db_url: str, calcom_base: str) -> dict[str, str]:
     return {
         "VOICEBOOK_DATABASE_URL": db_url,
+        "VOICEBOOK_CALCOM_RATE_LIMIT_PER_MINUTE": str(RATE_LIMIT_PER_MINUTE),
         "VOICEBOOK_CALCOM_BASE_URL": calcom_base,
         "VOICEBOOK_CALCOM_API_KEY": CALCOM_KEY,
         "VOICEBOOK_RETELL_API_KEY": RETELL_KEY,

@@ -23,7 +23,7 @@ from voicebook.api.throttle import LoginThrottle, LoginThrottleMiddleware
 from voicebook.booking.reconcile.driver import run_periodically
 from voicebook.booking.tenancy import OfferingCache
 from voicebook.bootstrap import CalendarHandle, booking_policy, company_calendars, database, open_calendar
-from voicebook.db.credentials import Sealer
+from voicebook.db.credentials import Sealer, SecretsByNumber
 from voicebook.db.session import describe_url
 from voicebook.logging import configure_logging, register_secrets
 from voicebook.settings import Settings, get_settings
@@ -52,6 +52,7 @@ def create_app(settings: Settings | None = None, *, calendar: CalendarHandle | N
         app.state.offerings = OfferingCache()
         app.state.policy = booking_policy(settings)
         app.state.sealer = Sealer.from_setting(settings.secret_key)
+        app.state.number_secrets = SecretsByNumber(sessionmaker, app.state.sealer)
         log.info(
             "app.started",
             version=__version__,

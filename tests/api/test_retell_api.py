@@ -162,3 +162,48 @@ def test_no_argument_object_makes_the_endpoint_answer_5xx(db_url: str) -> None:
     finally:
         loop.run_until_complete(service.__aexit__(None, None, None))
         loop.close()
+
+
+@pytest.mark.asyncio
+async def test_every_way_out_of_a_booking_records_its_call_once(db_url: str) -> None:
+    """A booking records its call in the write-ahead transaction; the ways out that never reach it
+    (bad arguments, an unknown service, a start outside the window) record it themselves."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from voicebook.db.models import Service
+
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).replace(hour=9, minute=0, second=0, microsecond=0)
+    cases = {
+        "call_bad_args": {"service": "Haarschnitt", "start": "not a time", "name": "Ada"},
+        "call_unknown_service": {"service": "Massage", "start": tomorrow.isoformat(), "name": "Ada"},
+        "call_too_far": {
+            "service": "Haarschnitt",
+            "start": (tomorrow + timedelta(days=60)).isoformat(),
+            "name": "Ada",
+        },
+        "call_booked": {"service": "Haarschnitt", "start": tomorrow.isoformat(), "name": "Ada"},
+    }
+    async with running_service(db_url) as env:
+        async with env.sessionmaker() as session, session.begin():
+            await session.execute(
+                update(Service).where(Service.name == "Haarschnitt").values(max_days_ahead=30)
+            )
+        said = {}
+        for call_id, args in cases.items():
+            body = {
+                "name": "book_appointment",
+                "call": {"call_id": call_id, "from_number": "+491701234567", "to_number": COMPANY_NUMBER},
+                "args": args,
+            }
+            r = await env.post_signed("/retell/functions/book_appointment", body)
+            assert r.status_code == 200, r.text
+            said[call_id] = r.json()["status"]
+        assert said == {
+            "call_bad_args": "invalid_input",
+            "call_unknown_service": "not_found",
+            "call_too_far": "invalid_input",
+            "call_booked": "booked",
+        }
+        assert sorted(c.retell_call_id for c in await _calls(env)) == sorted(cases)

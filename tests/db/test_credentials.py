@@ -17,6 +17,7 @@ from voicebook.db.credentials import (
     CredentialEntry,
     Sealer,
     SecretKeyError,
+    SecretsByNumber,
     mark_state,
     require_sealer,
     rotate_all,
@@ -222,3 +223,36 @@ async def test_opened_secrets_are_redacted_from_logs(
     logging.getLogger("voicebook.test").warning("upstream said plainwebhooksecretvalue in its error")
     assert "plainwebhooksecretvalue" not in out.getvalue()
     assert "[redacted]" in out.getvalue()
+
+
+@pytest.mark.asyncio
+async def test_number_secrets_are_remembered_for_their_ttl_only(
+    sessionmaker: async_sessionmaker[AsyncSession], tmp_path: Path, env: None
+) -> None:
+    """The Retell check reads the owner's key once per ``ttl``; a changed key is seen after it."""
+    key = Fernet.generate_key().decode()
+    path = _file(tmp_path)
+    await _load(sessionmaker, path, Sealer([key]))
+    now = [0.0]
+    cache = SecretsByNumber(sessionmaker, Sealer([key]), ttl_seconds=10.0, clock=lambda: now[0])
+    first = await cache.get("+49301234567")
+    assert first is not None
+    assert first.retell_api_key == SecretStr(RETELL)
+    assert await cache.get("+49301112223") is None  # a company without its own keys: kept too
+
+    rotated = "key_nordspa_retell_rotated_99"
+    path.write_text(FILE.replace("${NORD_RETELL}", rotated), encoding="utf-8")
+    await _load(sessionmaker, path, Sealer([key]))
+    now[0] = 9.9
+    kept = await cache.get("+49301234567")
+    assert kept is not None
+    assert kept.retell_api_key == SecretStr(RETELL)  # within the ttl: no query
+    now[0] = 10.1
+    fresh = await cache.get("+49301234567")
+    assert fresh is not None
+    assert fresh.retell_api_key == SecretStr(rotated)  # after it: the new key
+
+    wrong = SecretsByNumber(sessionmaker, Sealer([Fernet.generate_key().decode()]), clock=lambda: now[0])
+    for _ in range(2):  # an unreadable key is raised every time, never remembered as "no key"
+        with pytest.raises(SecretKeyError):
+            await wrong.get("+49301234567")

@@ -24,7 +24,7 @@ from voicebook.db.credentials import (
     CompanySecrets,
     Sealer,
     SecretKeyError,
-    secrets_by_number,
+    SecretsByNumber,
     secrets_by_slug,
 )
 from voicebook.retell.signature import verify_signature
@@ -99,10 +99,11 @@ async def _company_secrets(
     sealer: Sealer | None = getattr(request.app.state, "sealer", None)
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     try:
-        async with sessionmaker() as session:
-            if number is not None:
-                return await secrets_by_number(session, number, sealer)
-            if slug is not None:
+        if number is not None:
+            by_number: SecretsByNumber = request.app.state.number_secrets
+            return await by_number.get(number)
+        if slug is not None:
+            async with sessionmaker() as session:
                 return await secrets_by_slug(session, slug, sealer)
     except SecretKeyError as exc:  # cannot open the key that would check it: refuse, never guess
         log.error("credentials.unreadable", error=exc.message)

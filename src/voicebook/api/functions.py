@@ -172,28 +172,41 @@ async def _answer(
         return _plain(AnswerStatus.NOT_FOUND, messages.unknown_number(None))
     tenant, offered = offering.tenant, offering.names
     structlog.contextvars.bind_contextvars(company=tenant.slug)
+
     # Every call that reaches a company is recorded, not only those that book: a caller who only asked
-    # for times, or cancelled, is a call the operator's page and `voicebook report` must count.
-    async with deps.sessionmaker() as session, session.begin():
-        await ensure_call(session, ctx, tenant.company_id, deps.policy.clock())
+    # for times, or cancelled, is a call the operator's page and `voicebook report` must count. A
+    # booking records it in its write-ahead transaction instead (one commit fewer per booking), so it
+    # is recorded here only on the ways out that never reach that transaction.
+    async def record_call() -> None:
+        async with deps.sessionmaker() as session, session.begin():
+            await ensure_call(session, ctx, tenant.company_id, deps.policy.clock())
+
     tz = ZoneInfo(tenant.timezone)
     try:
         command = arguments.parse_arguments(
             name, args, tz=tz, region=tenant.country, now=deps.policy.clock(), caller_phone=call.from_number
         )
     except ArgumentError as exc:
+        await record_call()
         if name == "book_appointment":
             metrics.BOOKING_ATTEMPTS.labels(outcome="invalid_input").inc()
         return _plain(AnswerStatus.INVALID_INPUT, messages.invalid_input(exc, tenant.locale))
     svc = None
     if isinstance(command, arguments.CheckAvailability | arguments.BookAppointment):
         svc = offering.find(command.service)
-        if svc is None:
-            return render(outcomes.Outcome(AnswerStatus.NOT_FOUND, reason="unknown_service"), tenant, offered)
+    writes_ahead = isinstance(command, arguments.BookAppointment) and svc is not None
+    if not writes_ahead:
+        await record_call()
+    if isinstance(command, arguments.CheckAvailability | arguments.BookAppointment) and svc is None:
+        return render(outcomes.Outcome(AnswerStatus.NOT_FOUND, reason="unknown_service"), tenant, offered)
     if deps.directory is not None and await deps.directory.is_disconnected(tenant.company_id):
         # Known refused credential: say so at once, send nothing (issue 16).
+        if writes_ahead:
+            await record_call()
         return _plain(AnswerStatus.UPSTREAM_ERROR, messages.calendar_disconnected(tenant.locale))
     outcome = await _run(command, svc, tenant, ctx, deps)
+    if writes_ahead and outcome.status == AnswerStatus.UPSTREAM_ERROR:
+        await record_call()  # it may have failed before its write-ahead (e.g. the credential); idempotent
     if (
         outcome.status == AnswerStatus.UPSTREAM_ERROR
         and deps.directory is not None

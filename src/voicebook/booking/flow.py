@@ -139,6 +139,10 @@ async def _book(flow: Flow, ctx: CallContext, args: BookArgs) -> outcomes.Outcom
         log.warning("guards.disabled", call_id=ctx.call_id, detail="duplicate prevention layers 1-3 are OFF")
     refusal = window_refusal(args.service, args.start, flow.now(), flow.tenant.timezone)
     if refusal is not None:
+        # Nothing is written ahead, but the call is recorded like every call (``_claim`` does it in the
+        # write-ahead transaction otherwise).
+        async with flow.sessionmaker() as session, session.begin():
+            await ensure_call(session, ctx, flow.tenant.company_id, flow.now())
         return refusal
     claimed = await _claim(flow, ctx, args)
     if isinstance(claimed, outcomes.Outcome):

@@ -16,14 +16,15 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from sqlalchemy import ColumnElement, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from voicebook.db.base import utc_now
 from voicebook.db.models import Company, CompanyCredential, PhoneNumber
@@ -254,6 +255,44 @@ async def secrets_by_number(
 ) -> CompanySecrets | None:
     owner = select(PhoneNumber.company_id).where(PhoneNumber.number == number)  # numbers are unique
     return await _secrets_where(session, Company.id.in_(owner.scalar_subquery()), sealer)
+
+
+# Called numbers are read before the signature is checked (they pick the key), so anyone can make the
+# cache look numbers up: it is bounded, and emptied when full (a miss only costs the query it saves).
+MAX_REMEMBERED_NUMBERS = 50_000
+
+
+class SecretsByNumber:
+    """A few seconds' memory of the credentials of the company owning each called number.
+
+    Every Retell function call is checked with the key of the company that owns ``call.to_number``;
+    reading and opening that row on every request cost a connection, a query and a decryption. Like
+    the offering cache and the calendar registry (same ``ttl_seconds``), a changed key is seen within
+    that time. Only answers are kept: an unreadable key or a database error is raised every time.
+    """
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        sealer: Sealer | None,
+        ttl_seconds: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._sessionmaker, self._sealer = sessionmaker, sealer
+        self._ttl, self._clock = ttl_seconds, clock
+        self._entries: dict[str, tuple[float, CompanySecrets | None]] = {}
+
+    async def get(self, number: str) -> CompanySecrets | None:
+        now = self._clock()
+        hit = self._entries.get(number)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        async with self._sessionmaker() as session:
+            found = await secrets_by_number(session, number, self._sealer)
+        if len(self._entries) >= MAX_REMEMBERED_NUMBERS:  # numbers come from signed calls, but bound it
+            self._entries.clear()
+        self._entries[number] = (now + self._ttl, found)
+        return found
 
 
 async def connection_states(session: AsyncSession) -> list[tuple[str, str, str | None, str]]:
