@@ -39,11 +39,14 @@ class TestOfferingCache:
         async with sessionmaker() as session, session.begin():
             await session.execute(update(Service).values(name="Schnitt"))
         async with sessionmaker() as session:
+            assert cache.fresh(ctx) is first  # kept: read without a session
             assert await cache.get(session, ctx) is first
             now[0] = 11
+            assert cache.fresh(ctx) is None  # expired: only ``get`` (with a session) reloads it
             fresh = await cache.get(session, ctx)
         assert fresh is not None
         assert fresh.names == ["Schnitt"]
+        assert cache.fresh(CallContext("c", None, None)) is None  # not cacheable without a number
 
     async def test_unknown_number_is_none(self, sessionmaker: Sm) -> None:
         await make_tenant(sessionmaker)

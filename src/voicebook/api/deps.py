@@ -15,10 +15,9 @@ from fastapi import Depends, HTTPException, Path, Request
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from voicebook.api.functions import FunctionDeps
 from voicebook.api.limits import BodyError, loads_object
-from voicebook.booking.policy import BookingPolicy
-from voicebook.booking.ports import CalendarDirectory, CalendarGateway, SingleCalendar
-from voicebook.booking.tenancy import OfferingCache
+from voicebook.booking.ports import CalendarDirectory, SingleCalendar
 from voicebook.calcom.webhooks import signature_matches
 from voicebook.db.credentials import (
     CompanySecrets,
@@ -38,26 +37,6 @@ CompanySlug = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[a-z0
 async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
-
-
-async def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
-    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
-    return sessionmaker
-
-
-async def get_calendar(request: Request) -> CalendarGateway:
-    calendar: CalendarGateway = request.app.state.calendar
-    return calendar
-
-
-async def get_directory(request: Request) -> CalendarDirectory:
-    directory: CalendarDirectory | None = getattr(request.app.state, "directory", None)
-    return directory if directory is not None else SingleCalendar(request.app.state.calendar)
-
-
-async def get_policy(request: Request) -> BookingPolicy:
-    policy: BookingPolicy = request.app.state.policy
-    return policy
 
 
 @dataclass(frozen=True)
@@ -170,18 +149,22 @@ async def verified_retell_body(request: Request) -> SignedBody:
     return SignedBody(raw, loads_object(raw, settings.max_json_depth))
 
 
-async def get_offerings(request: Request) -> OfferingCache:
-    cache: OfferingCache = request.app.state.offerings
-    return cache
+async def get_function_deps(request: Request) -> FunctionDeps:
+    """What a Retell function call needs, as one dependency (each dependency costs a resolution)."""
+    state = request.app.state
+    directory: CalendarDirectory | None = getattr(state, "directory", None)
+    return FunctionDeps(
+        state.sessionmaker,
+        state.calendar,
+        state.policy,
+        state.offerings,
+        directory if directory is not None else SingleCalendar(state.calendar),
+    )
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-SessionmakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessionmaker)]
-CalendarDep = Annotated[CalendarGateway, Depends(get_calendar)]
-DirectoryDep = Annotated[CalendarDirectory, Depends(get_directory)]
-PolicyDep = Annotated[BookingPolicy, Depends(get_policy)]
-OfferingsDep = Annotated[OfferingCache, Depends(get_offerings)]
 RetellBody = Annotated[SignedBody, Depends(verified_retell_body)]
 CalcomBody = Annotated[SignedBody, Depends(verified_calcom_body)]
 CalcomCompanyBody = Annotated[SignedBody, Depends(verified_calcom_company_body)]
+FunctionDepsDep = Annotated[FunctionDeps, Depends(get_function_deps)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]

@@ -166,8 +166,10 @@ async def _answer(
         )
     ctx = CallContext(call.call_id, call.from_number, call.to_number)
     structlog.contextvars.bind_contextvars(call_id=call.call_id, function=name)
-    async with deps.sessionmaker() as session:
-        offering = await deps.offerings.get(session, ctx)
+    offering = deps.offerings.fresh(ctx)
+    if offering is None:
+        async with deps.sessionmaker() as session:
+            offering = await deps.offerings.get(session, ctx)
     if offering is None:
         return _plain(AnswerStatus.NOT_FOUND, messages.unknown_number(None))
     tenant, offered = offering.tenant, offering.names

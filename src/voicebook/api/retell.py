@@ -8,14 +8,7 @@ from fastapi import APIRouter, Header
 from fastapi.responses import Response
 
 from voicebook.api import functions
-from voicebook.api.deps import (
-    CalendarDep,
-    DirectoryDep,
-    OfferingsDep,
-    PolicyDep,
-    RetellBody,
-    SessionmakerDep,
-)
+from voicebook.api.deps import FunctionDepsDep, RetellBody
 from voicebook.api.schemas import FunctionAnswer
 
 router = APIRouter(tags=["retell"])
@@ -32,14 +25,9 @@ router = APIRouter(tags=["retell"])
 async def function_call(
     name: str,
     body: RetellBody,
-    sessionmaker: SessionmakerDep,
-    calendar: CalendarDep,
-    policy: PolicyDep,
-    offerings: OfferingsDep,
-    directory: DirectoryDep,
+    deps: FunctionDepsDep,
     x_retell_call_id: Annotated[str | None, Header()] = None,
 ) -> Response:
-    deps = functions.FunctionDeps(sessionmaker, calendar, policy, offerings, directory)
     answer = await functions.answer(name, body.data, x_retell_call_id, deps)
     # Serialised here, once: returned as a model, it would be validated against ``response_model``
     # again and then serialised. ``response_model`` stays for the OpenAPI schema.

@@ -42,7 +42,7 @@ from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar, cast
 
 import structlog
-from sqlalchemy import Table, or_, select, update
+from sqlalchemy import Table, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from voicebook.booking.policy import BookingPolicy
@@ -207,13 +207,31 @@ async def move(
     if refused or not states:
         raise IllegalTransition(f"attempt {attempt_id}: {refused or 'no state'} -> {new_state} not allowed")
     # A Core UPDATE on the table (no ORM bulk-update machinery: snapshots are immutable, nothing in
-    # the session needs synchronising); the same single guarded statement.
-    result = await session.execute(
-        update(_TABLE)
-        .where(_TABLE.c.id == attempt_id, _TABLE.c.state.in_(states))
-        .values(state=new_state, updated_at=now, **fields)
-    )
+    # the session needs synchronising); the same single guarded statement, built once per set of
+    # fields with every value bound at execution.
+    params = {f"new_{name}": value for name, value in fields.items()}
+    params.update(attempt_id=attempt_id, expected=list(states), new_state=new_state, new_updated_at=now)
+    result = await session.execute(_move_statement(frozenset(fields)), params)
     return bool(getattr(result, "rowcount", 0))
+
+
+@functools.cache
+def _move_statement(fields: frozenset[str]) -> Any:
+    """``UPDATE … SET state, updated_at, <fields> WHERE id = :attempt_id AND state IN :expected``.
+
+    Cached per set of field names: building the statement cost about as much as running it on every
+    booking. Each value is a typed bind parameter (the column's type: JSON, timestamps), bound at
+    execution as ``new_<column>``.
+    """
+    columns = {"state", "updated_at", *fields}
+    return (
+        update(_TABLE)
+        .where(
+            _TABLE.c.id == bindparam("attempt_id"),
+            _TABLE.c.state.in_(bindparam("expected", expanding=True)),
+        )
+        .values({name: bindparam(f"new_{name}", type_=_TABLE.c[name].type) for name in sorted(columns)})
+    )
 
 
 async def take_over(session: AsyncSession, attempt: Attempt, now: datetime, lock_seconds: float) -> bool:

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from voicebook.db.models import GuardEvent
 
 log = structlog.get_logger("voicebook.booking")
+_INSERT = insert(GuardEvent.__table__)  # type: ignore[arg-type]  # built once, values bound per event
 
 
 async def guard_event(
@@ -46,7 +47,7 @@ async def guard_event(
         "details": details,
     }
     # Values bound at execution: one cached statement for every event; ``details=None`` is JSON null.
-    await session.execute(insert(GuardEvent.__table__), row)  # type: ignore[arg-type]
+    await session.execute(_INSERT, row)
     _emit(verdict, layer, reason, call_id, attempt_id, calcom_booking_uid, rejected=rejected)
 
 

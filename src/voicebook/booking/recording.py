@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Table, insert, select
+from sqlalchemy import CursorResult, Table, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -40,6 +40,9 @@ class _MovedElsewhere(Exception):
 
 
 _APPOINTMENTS = cast(Table, Appointment.__table__)
+# Built once: constructing a statement per booking cost about as much as running it.
+_BY_UID = select(_APPOINTMENTS).where(_APPOINTMENTS.c.calcom_booking_uid == bindparam("uid"))
+_INSERT_APPOINTMENT = insert(_APPOINTMENTS)
 
 
 async def _existing(session: AsyncSession, uid: str) -> Appointment | None:
@@ -48,8 +51,7 @@ async def _existing(session: AsyncSession, uid: str) -> Appointment | None:
     Core, not an ORM query: this runs on every booking, and the ORM's identity map and loading cost
     more than the lookup; the result is only read (never changed through the session).
     """
-    query = select(_APPOINTMENTS).where(_APPOINTMENTS.c.calcom_booking_uid == uid)
-    row = (await session.execute(query)).one_or_none()
+    row = (await session.execute(_BY_UID, {"uid": uid})).one_or_none()
     return Appointment(**row._mapping) if row is not None else None
 
 
@@ -180,7 +182,7 @@ async def record_booking(
             }
             # One Core INSERT (layer 4's unique index raises IntegrityError here, as a flush did); the
             # values are bound at execution, so the statement is the same cached one for every booking.
-            result = cast(CursorResult[Any], await session.execute(insert(_APPOINTMENTS), values))
+            result = cast(CursorResult[Any], await session.execute(_INSERT_APPOINTMENT, values))
             (appointment_id,) = result.inserted_primary_key or (None,)
             return Recorded(Appointment(id=appointment_id, **values), replayed=False)
     except _MovedElsewhere:

@@ -154,6 +154,11 @@ class OfferingCache:
         self._clock = clock
         self._entries: dict[str, tuple[float, Offering]] = {}
 
+    def fresh(self, ctx: CallContext) -> Offering | None:
+        """The kept offering of the called number while it is fresh, else None (no session needed)."""
+        hit = self._entries.get(ctx.to_number) if ctx.to_number else None
+        return hit[1] if hit is not None and hit[0] > self._clock() else None
+
     async def get(self, session: AsyncSession, ctx: CallContext) -> Offering | None:
         if not ctx.to_number:  # resolved through the call row: not cacheable by number
             return await load_offering(session, ctx)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NamedTuple, TypeVar
@@ -29,17 +30,25 @@ async def insert_or_nothing(session: AsyncSession, table: Table, values: dict[st
     return bool(getattr(result, "rowcount", 0))
 
 
-def _insert_ignoring_conflicts(session: AsyncSession, table: Table) -> Any:
+def _insert_ignoring_conflicts(session: AsyncSession, table: Table, *, returning: bool = False) -> Any:
     """The statement without its values: they are bound when it is executed, so it is the same cached
     statement for every row (values baked in with ``.values()`` make a new cache key to build per call)."""
-    dialect = session.get_bind().dialect.name
+    return _ignoring_conflicts(session.get_bind().dialect.name, table, returning)
+
+
+@functools.cache
+def _ignoring_conflicts(dialect: str, table: Table, returning: bool) -> Any:
+    """Built once per dialect and table: constructing it (and its ``RETURNING`` of every column) cost
+    more than executing it. Statements are immutable, so one object serves every call."""
     if dialect == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing()
-    if dialect == "sqlite":
-        return sqlite.insert(table).on_conflict_do_nothing()
-    if dialect in ("mysql", "mariadb"):
-        return mysql.insert(table).prefix_with("IGNORE")
-    raise NotImplementedError(dialect)  # pragma: no cover - we support exactly three engines
+        stmt: Any = postgresql.insert(table).on_conflict_do_nothing()
+    elif dialect == "sqlite":
+        stmt = sqlite.insert(table).on_conflict_do_nothing()
+    elif dialect in ("mysql", "mariadb"):
+        stmt = mysql.insert(table).prefix_with("IGNORE")
+    else:  # pragma: no cover - we support exactly three engines
+        raise NotImplementedError(dialect)
+    return stmt.returning(*table.c) if returning else stmt
 
 
 class InsertOrGet(NamedTuple):
@@ -89,7 +98,7 @@ async def insert_or_get(
         # One statement when we insert (the usual case on the booking path): ``ON CONFLICT DO NOTHING
         # RETURNING`` gives our row back, and returns nothing on a conflict, which is read back below
         # exactly as before. MariaDB's ``INSERT IGNORE`` keeps the two-statement path.
-        stmt = _insert_ignoring_conflicts(session, table).returning(*table.c)
+        stmt = _insert_ignoring_conflicts(session, table, returning=True)
         mine = (await session.execute(stmt, values)).one_or_none()
         if mine is not None:
             return InsertOrGet(True, mine)
