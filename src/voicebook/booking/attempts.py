@@ -48,7 +48,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from voicebook.booking.policy import BookingPolicy
 from voicebook.booking.types import AttemptState, Intent
 from voicebook.db.models import BookingAttempt
-from voicebook.db.queries import insert_or_get, latest_committed
+from voicebook.db.queries import Executor, insert_or_get, latest_committed
 from voicebook.errors import InvariantViolated
 
 log = structlog.get_logger("voicebook.booking")
@@ -140,7 +140,7 @@ def allowed(expected: AttemptState, new_state: AttemptState) -> bool:
 
 
 async def claim(
-    session: AsyncSession,
+    session: Executor,
     values: dict[str, Any],
     now: datetime,
     lock_seconds: float,
@@ -191,7 +191,7 @@ async def by_key(session: AsyncSession, key: str) -> Attempt | None:
 
 
 async def move(
-    session: AsyncSession,
+    session: Executor,
     attempt_id: int,
     expected: AttemptState | Iterable[AttemptState],
     new_state: AttemptState,

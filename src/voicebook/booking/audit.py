@@ -10,16 +10,16 @@ from typing import Any
 
 import structlog
 from sqlalchemy import insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from voicebook.db.models import GuardEvent
+from voicebook.db.queries import Executor
 
 log = structlog.get_logger("voicebook.booking")
 _INSERT = insert(GuardEvent.__table__)  # type: ignore[arg-type]  # built once, values bound per event
 
 
 async def guard_event(
-    session: AsyncSession,
+    session: Executor,
     *,
     layer: str,
     verdict: str,

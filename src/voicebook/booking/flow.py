@@ -64,7 +64,8 @@ from voicebook.booking.types import (
 )
 from voicebook.booking.window import WindowVerdict, check_window
 from voicebook.db.models import Appointment
-from voicebook.db.queries import retrying_conflicts
+from voicebook.db.queries import Executor, retrying_conflicts
+from voicebook.db.session import core_transaction
 
 log = structlog.get_logger("voicebook.booking")
 Sessionmaker = async_sessionmaker[AsyncSession]
@@ -189,7 +190,7 @@ async def _claim(flow: Flow, ctx: CallContext, args: BookArgs) -> tuple[bool, At
     }
 
     async def write_ahead() -> tuple[bool, Attempt] | outcomes.Outcome:
-        async with flow.sessionmaker() as session, session.begin():
+        async with core_transaction(flow.sessionmaker) as session:
             await ensure_call(session, ctx, flow.tenant.company_id, now)
             flow.customer_id = await ensure_customer(
                 session, flow.tenant.company_id, ctx.caller_e164, args.name, args.email, now
@@ -213,7 +214,7 @@ async def _claim(flow: Flow, ctx: CallContext, args: BookArgs) -> tuple[bool, At
     return await retrying_conflicts(write_ahead)
 
 
-async def _booked_and_gone(session: AsyncSession, attempt: Attempt) -> bool:
+async def _booked_and_gone(session: Executor, attempt: Attempt) -> bool:
     """A recorded attempt whose appointment is no longer live (cancelled since)."""
     if attempt.state != AttemptState.RECORDED:
         return False

@@ -22,6 +22,8 @@ from voicebook.booking.types import (
     GuardVerdict,
 )
 from voicebook.db.models import Appointment
+from voicebook.db.queries import Executor
+from voicebook.db.session import core_transaction
 from voicebook.errors import InvariantViolated
 
 # The states from which an answer from Cal.com can be recorded or refused (a claimed attempt was not sent).
@@ -45,7 +47,7 @@ _BY_UID = select(_APPOINTMENTS).where(_APPOINTMENTS.c.calcom_booking_uid == bind
 _INSERT_APPOINTMENT = insert(_APPOINTMENTS)
 
 
-async def _existing(session: AsyncSession, uid: str) -> Appointment | None:
+async def _existing(session: Executor, uid: str) -> Appointment | None:
     """The appointment holding ``uid`` (layer 3), read with Core as a detached ``Appointment``.
 
     Core, not an ORM query: this runs on every booking, and the ORM's identity map and loading cost
@@ -56,7 +58,7 @@ async def _existing(session: AsyncSession, uid: str) -> Appointment | None:
 
 
 async def _resolve_existing(
-    session: AsyncSession, attempt: Attempt, existing: Appointment, layer: GuardLayer, now: datetime
+    session: Executor, attempt: Attempt, existing: Appointment, layer: GuardLayer, now: datetime
 ) -> Recorded:
     """The uid is already recorded: the same call gets it back, any other call is refused."""
     if existing.call_id == attempt.call_id:
@@ -138,7 +140,7 @@ async def record_booking(
     compare-and-set, so a snapshot that went stale only means "moved elsewhere", never a second record.
     """
     try:
-        async with sessionmaker() as session, session.begin():
+        async with core_transaction(sessionmaker) as session:
             if verdict is not None:
                 await audit.guard_event(session, **verdict)
             existing = await _existing(session, booking.uid) if guards_enabled else None
@@ -191,7 +193,7 @@ async def record_booking(
         pass
     # Layer 4 fired: another transaction recorded this uid first. Resolve in a fresh transaction.
     metrics.CONSTRAINT_VIOLATIONS.labels(constraint="uq_appointment_calcom_booking_uid").inc()
-    async with sessionmaker() as session, session.begin():
+    async with core_transaction(sessionmaker) as session:
         existing = await _existing(session, booking.uid)
         if existing is None:  # pragma: no cover - the winner's row vanished; let the reconciler retry
             raise InvariantViolated("unique violation without a holder")

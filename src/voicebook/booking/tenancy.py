@@ -172,7 +172,7 @@ class OfferingCache:
         return offering
 
 
-async def ensure_call(session: AsyncSession, ctx: CallContext, company_id: int, now: datetime) -> None:
+async def ensure_call(session: queries.Executor, ctx: CallContext, company_id: int, now: datetime) -> None:
     """Record the call before any side effect; a repeated insert is a no-op."""
     await queries.insert_or_nothing(
         session,
@@ -190,7 +190,7 @@ async def ensure_call(session: AsyncSession, ctx: CallContext, company_id: int, 
 
 
 async def ensure_customer(
-    session: AsyncSession,
+    session: queries.Executor,
     company_id: int,
     caller_e164: str | None,
     name: str | None,

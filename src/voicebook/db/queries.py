@@ -12,14 +12,21 @@ import structlog
 from sqlalchemy import Row, Select, Table, select
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from voicebook.db.models import Company, PhoneNumber, Service
 
 S = TypeVar("S", bound=Select[Any])
+# What the insert-or-get helpers run on: a session, or a bare connection where the booking path keeps
+# its two transactions off the ORM session (Core statements only; see ``db.session.core_transaction``).
+Executor = AsyncSession | AsyncConnection
 
 
-async def insert_or_nothing(session: AsyncSession, table: Table, values: dict[str, Any]) -> bool:
+def dialect_name(db: Executor) -> str:
+    return db.dialect.name if isinstance(db, AsyncConnection) else db.get_bind().dialect.name
+
+
+async def insert_or_nothing(session: Executor, table: Table, values: dict[str, Any]) -> bool:
     """INSERT that silently does nothing on a unique-key conflict; True when the row was inserted.
 
     The insert itself is the lock (never check-then-insert): PostgreSQL and SQLite use
@@ -30,10 +37,10 @@ async def insert_or_nothing(session: AsyncSession, table: Table, values: dict[st
     return bool(getattr(result, "rowcount", 0))
 
 
-def _insert_ignoring_conflicts(session: AsyncSession, table: Table, *, returning: bool = False) -> Any:
+def _insert_ignoring_conflicts(session: Executor, table: Table, *, returning: bool = False) -> Any:
     """The statement without its values: they are bound when it is executed, so it is the same cached
     statement for every row (values baked in with ``.values()`` make a new cache key to build per call)."""
-    return _ignoring_conflicts(session.get_bind().dialect.name, table, returning)
+    return _ignoring_conflicts(dialect_name(session), table, returning)
 
 
 @functools.cache
@@ -61,12 +68,12 @@ class InsertOrGet(NamedTuple):
     another unique key than ``key_columns``, or the winner's row is gone again (deleted since)."""
 
 
-def is_mysql(session: AsyncSession) -> bool:
+def is_mysql(session: Executor) -> bool:
     """MariaDB and MySQL share InnoDB's REPEATABLE READ snapshots, hence :func:`latest_committed`."""
-    return session.get_bind().dialect.name in ("mysql", "mariadb")
+    return dialect_name(session) in ("mysql", "mariadb")
 
 
-def latest_committed(session: AsyncSession, stmt: S) -> S:
+def latest_committed(session: Executor, stmt: S) -> S:
     """Make ``stmt`` see rows other transactions committed after this transaction's snapshot.
 
     MariaDB/MySQL run REPEATABLE READ: the first plain SELECT of a transaction fixes its snapshot, and
@@ -83,7 +90,7 @@ def latest_committed(session: AsyncSession, stmt: S) -> S:
 
 
 async def insert_or_get(
-    session: AsyncSession, table: Table, values: dict[str, Any], key_columns: Sequence[str]
+    session: Executor, table: Table, values: dict[str, Any], key_columns: Sequence[str]
 ) -> InsertOrGet:
     """Insert-or-nothing, then read back the row holding ``key_columns`` — ours or a concurrent winner's.
 
@@ -94,7 +101,7 @@ async def insert_or_get(
     """
     if not key_columns or any(name not in table.c or name not in values for name in key_columns):
         raise ValueError(f"insert_or_get needs key column(s) of {table.name} present in values")
-    if session.get_bind().dialect.name in ("postgresql", "sqlite"):
+    if dialect_name(session) in ("postgresql", "sqlite"):
         # One statement when we insert (the usual case on the booking path): ``ON CONFLICT DO NOTHING
         # RETURNING`` gives our row back, and returns nothing on a conflict, which is read back below
         # exactly as before. MariaDB's ``INSERT IGNORE`` keeps the two-statement path.

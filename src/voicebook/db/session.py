@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import event, exc
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -103,6 +104,21 @@ async def transaction(
     """One unit of work: commit on success, roll back on any exception."""
     async with sessionmaker() as session, session.begin():
         yield session
+
+
+@asynccontextmanager
+async def core_transaction(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[AsyncConnection]:
+    """One transaction on a bare connection of the sessionmaker's engine: commit on success, roll back
+    on any exception, like :func:`transaction`.
+
+    For the booking path's two transactions, which run Core statements only: the ORM session adds
+    work to every statement (execution options merged, state tracking) that buys nothing there.
+    """
+    engine: AsyncEngine = sessionmaker.kw["bind"]
+    async with engine.begin() as conn:
+        yield conn
 
 
 def describe_url(url: str) -> str:
