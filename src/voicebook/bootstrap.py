@@ -22,7 +22,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from voicebook import metrics
 from voicebook.booking.policy import BookingPolicy, GuardPolicy
 from voicebook.booking.ports import CalendarGateway
-from voicebook.calcom.budget import Budget, BudgetedTransport, DatabaseBudget, RedisBudget, budget_key
+from voicebook.calcom.budget import (
+    PER_SECONDS,
+    Budget,
+    BudgetedTransport,
+    DatabaseBudget,
+    RedisBudget,
+    budget_key,
+)
 from voicebook.calcom.client import CalcomClient
 from voicebook.calcom.gateway import CalcomGateway
 from voicebook.calcom.registry import CalendarRegistry
@@ -72,8 +79,13 @@ class CalendarHandle:
 
 
 def rate_budget(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> Budget:
-    """Where each Cal.com credential's request budget lives: Redis when configured, else the database."""
-    return RedisBudget(settings.redis_url) if settings.redis_url else DatabaseBudget(sessionmaker)
+    """Where each Cal.com credential's request budget lives: Redis when configured, else the database.
+
+    Its capacity is ``VOICEBOOK_CALCOM_RATE_LIMIT_PER_MINUTE``, refilled over a minute."""
+    capacity, per_seconds = settings.calcom_rate_limit_per_minute, PER_SECONDS
+    if settings.redis_url:
+        return RedisBudget(settings.redis_url, capacity=capacity, per_seconds=per_seconds)
+    return DatabaseBudget(sessionmaker, capacity=capacity, per_seconds=per_seconds)
 
 
 def company_calendars(

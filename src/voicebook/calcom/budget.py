@@ -69,6 +69,15 @@ class LocalBudget:
         self._capacity, self._rate, self._clock = capacity, capacity / per_seconds, clock
         self._buckets: dict[str, tuple[float, float, float]] = {}  # tokens, refilled_at, blocked_until
 
+    @property
+    def capacity(self) -> int:
+        return self._capacity
+
+    @property
+    def rate(self) -> float:
+        """Tokens refilled a second."""
+        return self._rate
+
     async def take(self, key: str) -> float:
         now = self._clock()
         tokens, at, blocked = self._buckets.get(key, (float(self._capacity), now, 0.0))
@@ -96,6 +105,15 @@ class DatabaseBudget:
     ) -> None:
         self._sessionmaker = sessionmaker
         self._capacity, self._rate, self._clock = capacity, capacity / per_seconds, clock
+
+    @property
+    def capacity(self) -> int:
+        return self._capacity
+
+    @property
+    def rate(self) -> float:
+        """Tokens refilled a second."""
+        return self._rate
 
     async def _locked(self, session: AsyncSession, key: str) -> RateBudget | None:
         """The bucket's row under its write lock (None: no row yet)."""
@@ -196,6 +214,15 @@ class RedisBudget:
 
     def __repr__(self) -> str:
         return "RedisBudget()"
+
+    @property
+    def capacity(self) -> int:
+        return self._capacity
+
+    @property
+    def rate(self) -> float:
+        """Tokens refilled a second."""
+        return self._rate
 
     async def take(self, key: str) -> float:
         result = await self._redis.eval(
