@@ -10,7 +10,14 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from voicebook.booking.errors import RateLimited
-from voicebook.calcom.budget import BudgetedTransport, DatabaseBudget, LocalBudget, RedisBudget, budget_key
+from voicebook.calcom.budget import (
+    BudgetedTransport,
+    DatabaseBudget,
+    LeasedBudget,
+    LocalBudget,
+    RedisBudget,
+    budget_key,
+)
 
 
 class Clock:
@@ -141,13 +148,13 @@ async def test_the_rate_limit_setting_sizes_every_budget_store(redis_url: str | 
             Settings(redis_url=redis_url, calcom_rate_limit_per_minute=600), make_sessionmaker(engine)
         )
         for budget, capacity in ((default, 120), (raised, 600)):
-            assert type(budget) is (RedisBudget if redis_url else DatabaseBudget)
-            assert isinstance(budget, RedisBudget | DatabaseBudget)
-            assert budget.capacity == capacity
-            assert budget.rate == pytest.approx(capacity / 60)  # refilled over a minute
-            close = getattr(budget, "aclose", None)
-            if close is not None:
-                await close()
+            assert isinstance(budget, LeasedBudget)  # this worker leases from the shared store
+            store = budget.store
+            assert type(store) is (RedisBudget if redis_url else DatabaseBudget)
+            assert isinstance(store, RedisBudget | DatabaseBudget)
+            assert store.capacity == capacity
+            assert store.rate == pytest.approx(capacity / 60)  # refilled over a minute
+            await budget.aclose()
     finally:
         await engine.dispose()
 
