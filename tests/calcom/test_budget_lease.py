@@ -183,10 +183,15 @@ async def test_an_expired_lease_is_not_spent_and_its_rest_goes_back_once() -> No
     assert tokens == pytest.approx(120 - 12 - 3)  # 3: the rest of this lease, held now
     for _ in range(3):
         await budget.take(KEY)
-    clock.now += 10
+    clock.now += LEASE_SECONDS
     await budget.take(KEY)
     assert store.calls[-1].returned == 0.0  # given back once: the last lease was used up
+    assert store.calls[-1].most == 4  # what the last lease served
     assert sum(c.returned for c in store.calls) == pytest.approx(4 - LEASE_SECONDS / 30)
+    clock.now += 2 * LEASE_SECONDS
+    await budget.take(KEY)
+    assert store.calls[-1].most == 1  # idle since: a rare caller leases one token, holds none
+    assert store.calls[-1].returned == pytest.approx(3 - 2 * LEASE_SECONDS / 30)  # that lease's 3
 
 
 @pytest.mark.asyncio

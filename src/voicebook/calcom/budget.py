@@ -22,10 +22,10 @@ leases quota to its clients:
 - ``lease(key, most, returned)`` grants ``min(most, floor(available / 8))`` tokens, at least one, when a
   whole token is available; otherwise it reserves exactly one, with a wait, exactly as ``take`` does. So
   near the limit a lease is a single token, spent at once: today's one-token behaviour, exactly.
-- ``most`` follows the worker's own demand (a slow start): 1 at first, doubled when the last lease was
-  used up before it expired, else what the last lease actually served; never above ``MAX_LEASE``. A
-  worker that calls rarely leases one token at a time and holds none, so idle workers cannot drain the
-  bucket into leases; the 1/8 keeps busy ones from emptying it between them.
+- ``most`` follows the worker's own demand (a slow start): 1 at first and after an idle spell, doubled
+  when the last lease was used up before it expired, else what the last lease actually served; never
+  above ``MAX_LEASE``. A worker that calls rarely leases one token at a time and holds none, so idle
+  workers cannot drain the bucket into leases; the 1/8 keeps busy ones from emptying it between them.
 - A leased token counts as spent when leased, and is spent within ``LEASE_SECONDS`` of it or never.
 - Tokens an expired lease did not spend go back with the worker's next lease operation (the same store
   operation), less what the bucket has refilled since they were leased, and capped at capacity.
@@ -72,7 +72,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from voicebook.calcom.errors import RateLimited, reset_seconds
 from voicebook.db.models import RateBudget
-from voicebook.db.queries import insert_or_nothing
+from voicebook.db.queries import insert_or_nothing, retrying_conflicts
 
 log = structlog.get_logger("voicebook.calcom")
 
@@ -219,22 +219,32 @@ class DatabaseBudget:
 
     async def _update(self, key: str, change: Callable[[RateBudget, float], T]) -> T:
         """Run ``change`` on the bucket under its lock; the row is created first in its own short
-        transaction, so concurrent creators never hold a shared lock they then try to upgrade."""
-        for _ in range(3):
+        transaction, so concurrent creators never hold a shared lock they then try to upgrade. Each
+        transaction is run again whole if the database aborted it as a deadlock victim (MariaDB: several
+        workers creating one credential's row at once)."""
+
+        async def locked() -> list[T]:
             async with self._sessionmaker() as session, session.begin():
                 row = await self._locked(session, key)
-                if row is not None:  # the time is read under the lock: the row's times only go forward
-                    return change(row, self._clock())
-            now = self._clock()
+                # The time is read under the lock: the row's times only go forward.
+                return [] if row is None else [change(row, self._clock())]
+
+        async def create() -> None:
             async with self._sessionmaker() as session, session.begin():
                 table: Any = RateBudget.__table__
                 values = {
                     "key": key,
                     "tokens": float(self._capacity),
-                    "refilled_at": now,
+                    "refilled_at": self._clock(),
                     "blocked_until": 0.0,
                 }
                 await insert_or_nothing(session, table, values)
+
+        for _ in range(3):
+            done = await retrying_conflicts(locked)
+            if done:
+                return done[0]
+            await retrying_conflicts(create)
         raise RuntimeError(f"rate budget row {key} could not be created")  # pragma: no cover
 
     async def lease(self, key: str, most: int, returned: float = 0.0) -> Grant:
@@ -433,7 +443,7 @@ class LeasedBudget:
     def _size(self, held: _Held, now: float) -> int:
         """How many tokens to ask for: the worker's demand, doubling while it outruns its leases."""
         last = held.last
-        if last is None:
+        if last is None or now - last.at >= 2 * self._lifetime:  # idle since: demand unknown
             return 1
         if not last.left and now - last.at < self._lifetime:
             return min(self._max, 2 * last.size)
