@@ -135,6 +135,19 @@ def test_a_bad_log_level_is_one_settings_line(cli_env: Path, monkeypatch: pytest
     ]
 
 
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_a_rate_limit_below_one_is_one_settings_line(
+    cli_env: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("VOICEBOOK_CALCOM_RATE_LIMIT_PER_MINUTE", value)
+    code, _, err = invoke("report")
+    assert code == 1
+    assert error_lines(err) == [
+        "error: configuration: VOICEBOOK_CALCOM_RATE_LIMIT_PER_MINUTE: "
+        "Input should be greater than or equal to 1"
+    ]
+
+
 def test_call_explains_a_401(cli_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VOICEBOOK_RETELL_API_KEY", "key_local_not_the_servers")
     with respx.mock(assert_all_called=True) as mock:

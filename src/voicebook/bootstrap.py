@@ -22,7 +22,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from voicebook import metrics
 from voicebook.booking.policy import BookingPolicy, GuardPolicy
 from voicebook.booking.ports import CalendarGateway
-from voicebook.calcom.budget import Budget, BudgetedTransport, DatabaseBudget, RedisBudget, budget_key
+from voicebook.calcom.budget import (
+    PER_SECONDS,
+    BudgetedTransport,
+    BudgetStore,
+    DatabaseBudget,
+    LeasedBudget,
+    RedisBudget,
+    budget_key,
+)
 from voicebook.calcom.client import CalcomClient
 from voicebook.calcom.gateway import CalcomGateway
 from voicebook.calcom.registry import CalendarRegistry
@@ -71,9 +79,18 @@ class CalendarHandle:
             await close()
 
 
-def rate_budget(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> Budget:
-    """Where each Cal.com credential's request budget lives: Redis when configured, else the database."""
-    return RedisBudget(settings.redis_url) if settings.redis_url else DatabaseBudget(sessionmaker)
+def rate_budget(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> LeasedBudget:
+    """Where each Cal.com credential's request budget lives: Redis when configured, else the database;
+    this worker leases tokens from it (calcom/budget.py) rather than asking it for every request.
+
+    Its capacity is ``VOICEBOOK_CALCOM_RATE_LIMIT_PER_MINUTE``, refilled over a minute."""
+    capacity, per_seconds = settings.calcom_rate_limit_per_minute, PER_SECONDS
+    store: BudgetStore
+    if settings.redis_url:
+        store = RedisBudget(settings.redis_url, capacity=capacity, per_seconds=per_seconds)
+    else:
+        store = DatabaseBudget(sessionmaker, capacity=capacity, per_seconds=per_seconds)
+    return LeasedBudget(store)
 
 
 def company_calendars(
@@ -111,9 +128,7 @@ async def open_calendar(settings: Settings, sessionmaker: async_sessionmaker[Asy
             settings.calcom_base_url, key, settings.calcom_timeout_seconds, transport=transport
         )
         gateway = CalcomGateway(CalcomClient(http, on_response=metrics.observe_calcom))
-        closers: list[Callable[[], Awaitable[None]]] = [http.aclose]
-        if isinstance(budget, RedisBudget):
-            closers.append(budget.aclose)
+        closers: list[Callable[[], Awaitable[None]]] = [http.aclose, budget.aclose]
         return CalendarHandle(gateway, closers)
     secret = settings.calcom_webhook_secret.get_secret_value() if settings.calcom_webhook_secret else None
 

@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     calcom_api_key: SecretStr | None = None
     calcom_webhook_secret: SecretStr | None = None
     calcom_timeout_seconds: float = 10.0
+    # Requests a minute each Cal.com credential may make (Cal.com's default for an API key is 120; it can
+    # raise a key's limit): the capacity of every credential's shared rate budget, refilled at this rate.
+    calcom_rate_limit_per_minute: int = Field(default=120, ge=1)
     retell_api_key: SecretStr | None = None
     retell_insecure_dev_mode: bool = Field(
         default=False,

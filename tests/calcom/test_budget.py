@@ -10,7 +10,14 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from voicebook.booking.errors import RateLimited
-from voicebook.calcom.budget import BudgetedTransport, DatabaseBudget, LocalBudget, RedisBudget, budget_key
+from voicebook.calcom.budget import (
+    BudgetedTransport,
+    DatabaseBudget,
+    LeasedBudget,
+    LocalBudget,
+    RedisBudget,
+    budget_key,
+)
 
 
 class Clock:
@@ -125,3 +132,45 @@ async def test_a_budget_store_that_is_down_never_fails_the_request() -> None:
     transport = BudgetedTransport(httpx.MockTransport(lambda r: httpx.Response(429, json={})), Down(), "k")
     async with httpx.AsyncClient(transport=transport, base_url="https://api.cal.com") as http:
         assert (await http.get("/v2/slots")).status_code == 429  # Cal.com's answer, unchanged
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("redis_url", [None, "redis://127.0.0.1:6379/0"], ids=["database", "redis"])
+async def test_the_rate_limit_setting_sizes_every_budget_store(redis_url: str | None) -> None:
+    from voicebook.bootstrap import rate_budget
+    from voicebook.db.session import make_engine, make_sessionmaker
+    from voicebook.settings import Settings
+
+    engine = make_engine("sqlite:///:memory:")
+    try:
+        default = rate_budget(Settings(redis_url=redis_url), make_sessionmaker(engine))
+        raised = rate_budget(
+            Settings(redis_url=redis_url, calcom_rate_limit_per_minute=600), make_sessionmaker(engine)
+        )
+        for budget, capacity in ((default, 120), (raised, 600)):
+            assert isinstance(budget, LeasedBudget)  # this worker leases from the shared store
+            store = budget.store
+            assert type(store) is (RedisBudget if redis_url else DatabaseBudget)
+            assert isinstance(store, RedisBudget | DatabaseBudget)
+            assert store.capacity == capacity
+            assert store.rate == pytest.approx(capacity / 60)  # refilled over a minute
+            await budget.aclose()
+    finally:
+        await engine.dispose()
+
+
+def test_the_rate_limit_setting_defaults_to_cal_coms_and_refuses_below_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pydantic import ValidationError
+
+    from voicebook.settings import Settings
+
+    monkeypatch.delenv("VOICEBOOK_CALCOM_RATE_LIMIT_PER_MINUTE", raising=False)
+    assert Settings().calcom_rate_limit_per_minute == 120
+    monkeypatch.setenv("VOICEBOOK_CALCOM_RATE_LIMIT_PER_MINUTE", "800")
+    assert Settings().calcom_rate_limit_per_minute == 800
+    for bad in ("0", "-5", "lots"):
+        monkeypatch.setenv("VOICEBOOK_CALCOM_RATE_LIMIT_PER_MINUTE", bad)
+        with pytest.raises(ValidationError):
+            Settings()

@@ -433,7 +433,7 @@ class TestTwoCompaniesBehindTheScenes:
         from voicebook.calcom.budget import LocalBudget
 
         monkeypatch.setattr(
-            bootstrap, "DatabaseBudget", lambda _sm: LocalBudget(capacity=2, per_seconds=3600)
+            bootstrap, "DatabaseBudget", lambda _sm, **_kw: LocalBudget(capacity=2, per_seconds=3600)
         )
         async with two_companies(db_url, tmp_path, monkeypatch) as env:
             args = {"service": "Haarschnitt", "date": next_weekday_at(9)[:10]}
