@@ -435,6 +435,9 @@ def run_backend(
                 failed[side] += sum(overhead.FAILURES.values())
         for side, n in failed.items():
             report.add(BENCH, f"{backend}.{side}.not_booked", n, "requests", target="0", ok=n == 0)
+        # In the ratio table too: a refused request costs far less than a booking, so any refusal (e.g.
+        # a rate budget the stand-in's load exceeds) makes the CPU figures measure the wrong thing.
+        rows.append((f"{backend} requests not booked (must be 0)", failed["voicebook"], failed["floor"], "n"))
         cpu_ms = {side: cpu[side] * 1000 / total for side in cpu}
         _add_pair(
             report, rows, backend, "cpu_ms_per_booking", cpu_ms["voicebook"], cpu_ms["floor"], "ms",

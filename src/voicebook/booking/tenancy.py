@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 import unicodedata
 from collections.abc import Callable
@@ -34,8 +35,13 @@ class CallContext:
         return e164_or_none(self.from_number)
 
 
+@functools.lru_cache(maxsize=4096)
 def e164_or_none(number: str | None) -> str | None:
-    """A caller ID as E.164 when it is a valid international number, else None (withheld, SIP, junk)."""
+    """A caller ID as E.164 when it is a valid international number, else None (withheld, SIP, junk).
+
+    Remembered (a pure function of the string): a call's caller ID is read on each of its function
+    calls, and parsing and validating it with ``phonenumbers`` is not cheap.
+    """
     if not number or not number.startswith("+") or len(number) > 32:
         return None
     try:
