@@ -19,6 +19,11 @@ answers that wait, in the same operation. So a refused request leaves the bucket
 asked; a burst of refusals cannot drive the bucket far below zero and lock the credential out for
 minutes after it: the bucket never goes below ``-max_wait × rate`` (−4 at 120 a minute and 2 s).
 
+A bucket is a *credential's*, named by ``budget_key`` from what identifies the credential at Cal.com:
+the API's root URL (normalised as the HTTP client normalises it: no trailing ``/`` or ``/v2``, scheme
+and host in lower case) and the API key, or for OAuth the company's authorisation. So one API key used
+both as the global ``VOICEBOOK_CALCOM_API_KEY`` and as a company's own shares one bucket.
+
 **Leasing** (``LeasedBudget``, which the app puts in front of either store). A store operation per request
 is a database transaction (or a Redis round trip) on the caller's path, so a worker takes several tokens
 in one operation — a *lease* — and spends them locally, without the store, the way Google's Doorman
@@ -95,9 +100,23 @@ MAX_HELD_KEYS = 4096  # credentials a LeasedBudget remembers before it forgets t
 T = TypeVar("T")
 
 
+def api_root(base_url: str) -> str:
+    """Cal.com's API root as the HTTP client reaches it: ``https://API.cal.com/v2/`` is
+    ``https://api.cal.com`` (``build_http_client`` drops a trailing ``/`` and ``/v2`` too)."""
+    try:
+        url = httpx.URL(base_url.strip())
+    except httpx.InvalidURL:
+        return base_url.strip().rstrip("/")
+    path = url.path.rstrip("/")
+    if path.endswith("/v2"):
+        path = path[: -len("/v2")]
+    return str(url.copy_with(path=path or "/", query=None, fragment=None)).rstrip("/")
+
+
 def budget_key(base_url: str, credential: str) -> str:
-    """A bucket name that identifies the credential without holding it (a hash, never the secret)."""
-    return hashlib.sha256(f"{base_url}\x00{credential}".encode()).hexdigest()[:40]
+    """A bucket name that identifies the credential without holding it (a hash, never the secret): the
+    API root, normalised (``api_root``), and the credential (an API key, or an OAuth authorisation)."""
+    return hashlib.sha256(f"{api_root(base_url)}\x00{credential}".encode()).hexdigest()[:40]
 
 
 class Budget(Protocol):
