@@ -119,7 +119,8 @@ def sandbox_gateway(sandbox: Sandbox, *, timeout: float = 10.0) -> tuple[CalcomG
 async def open_calendar(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> CalendarHandle:
     if settings.calcom_api_key is not None:
         key = settings.calcom_api_key.get_secret_value()
-        # The global key has its request budget too, shared by all workers (issue 16).
+        # The global key has its request budget too, shared by all workers (issue 16), and by a company
+        # whose own key is this one: the bucket is named by the normalised API root and the key only.
         budget = rate_budget(settings, sessionmaker)
         transport = BudgetedTransport(
             httpx.AsyncHTTPTransport(), budget, budget_key(settings.calcom_base_url, key)

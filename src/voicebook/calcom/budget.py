@@ -12,15 +12,26 @@ with ``RateLimited`` (nothing was sent), which the caller hears as "the calendar
 please" rather than a 429 from Cal.com. The wait is short by design: the caller is on the phone.
 
 Tokens are *reserved* when taken (the bucket may go below zero), so concurrent callers queue fairly
-instead of all waking at the same instant and overrunning the limit together.
+instead of all waking at the same instant and overrunning the limit together. But only a request that
+will be sent reserves one: the caller passes the longest wait it accepts (``take(key, max_wait)``,
+``lease(..., max_wait=...)``), and when one token's wait would be longer the store reserves nothing and
+answers that wait, in the same operation. So a refused request leaves the bucket as if it had never
+asked; a burst of refusals cannot drive the bucket far below zero and lock the credential out for
+minutes after it: the bucket never goes below ``-max_wait × rate`` (−4 at 120 a minute and 2 s).
+
+A bucket is a *credential's*, named by ``budget_key`` from what identifies the credential at Cal.com:
+the API's root URL (normalised as the HTTP client normalises it: no trailing ``/`` or ``/v2``, scheme
+and host in lower case) and the API key, or for OAuth the company's authorisation. So one API key used
+both as the global ``VOICEBOOK_CALCOM_API_KEY`` and as a company's own shares one bucket.
 
 **Leasing** (``LeasedBudget``, which the app puts in front of either store). A store operation per request
 is a database transaction (or a Redis round trip) on the caller's path, so a worker takes several tokens
 in one operation — a *lease* — and spends them locally, without the store, the way Google's Doorman
 leases quota to its clients:
 
-- ``lease(key, most, returned)`` grants ``min(most, floor(available / 8))`` tokens, at least one, when a
-  whole token is available; otherwise it reserves exactly one, with a wait, exactly as ``take`` does. So
+- ``lease(key, most, returned, max_wait)`` grants ``min(most, floor(available / 8))`` tokens, at least
+  one, when a whole token is available; otherwise it reserves exactly one, with a wait, exactly as
+  ``take`` does — or, when that wait would exceed ``max_wait``, reserves nothing (``Grant(0, wait)``). So
   near the limit a lease is a single token, spent at once: today's one-token behaviour, exactly.
 - ``most`` follows the worker's own demand (a slow start): 1 at first and after an idle spell, doubled
   when the last lease was used up before it expired, else what the last lease actually served; never
@@ -28,7 +39,8 @@ leases quota to its clients:
   workers cannot drain the bucket into leases; the 1/8 keeps busy ones from emptying it between them.
 - A leased token counts as spent when leased, and is spent within ``LEASE_SECONDS`` of it or never.
 - Tokens an expired lease did not spend go back with the worker's next lease operation (the same store
-  operation), less what the bucket has refilled since they were leased, and capped at capacity.
+  operation, a refused one too), less what the bucket has refilled since they were leased, and capped
+  at capacity.
 - Concurrent requests of one worker share the lease operation in flight instead of each asking; when it
   fails (the store is down) they all see that failure and the transport sends as before, logging
   ``calcom.budget_unavailable``.
@@ -59,6 +71,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -87,14 +100,29 @@ MAX_HELD_KEYS = 4096  # credentials a LeasedBudget remembers before it forgets t
 T = TypeVar("T")
 
 
+def api_root(base_url: str) -> str:
+    """Cal.com's API root as the HTTP client reaches it: ``https://API.cal.com/v2/`` is
+    ``https://api.cal.com`` (``build_http_client`` drops a trailing ``/`` and ``/v2`` too)."""
+    try:
+        url = httpx.URL(base_url.strip())
+    except httpx.InvalidURL:
+        return base_url.strip().rstrip("/")
+    path = url.path.rstrip("/")
+    if path.endswith("/v2"):
+        path = path[: -len("/v2")]
+    return str(url.copy_with(path=path or "/", query=None, fragment=None)).rstrip("/")
+
+
 def budget_key(base_url: str, credential: str) -> str:
-    """A bucket name that identifies the credential without holding it (a hash, never the secret)."""
-    return hashlib.sha256(f"{base_url}\x00{credential}".encode()).hexdigest()[:40]
+    """A bucket name that identifies the credential without holding it (a hash, never the secret): the
+    API root, normalised (``api_root``), and the credential (an API key, or an OAuth authorisation)."""
+    return hashlib.sha256(f"{api_root(base_url)}\x00{credential}".encode()).hexdigest()[:40]
 
 
 class Budget(Protocol):
-    async def take(self, key: str) -> float:
-        """Reserve one request; the seconds to wait before sending it (0: send now)."""
+    async def take(self, key: str, max_wait: float = math.inf) -> float:
+        """Reserve one request; the seconds to wait before sending it (0: send now). When that wait would
+        exceed ``max_wait`` nothing is reserved and the wait is returned: the request is not to be sent."""
         ...
 
     async def block(self, key: str, seconds: float) -> None:
@@ -104,7 +132,8 @@ class Budget(Protocol):
 
 class Grant(NamedTuple):
     """What one lease operation gave: ``tokens`` now (``wait`` 0), or one reserved token to be sent after
-    ``wait`` seconds, or nothing (``tokens`` 0) while the bucket is blocked for ``wait`` seconds."""
+    ``wait`` seconds, or nothing (``tokens`` 0) while the bucket is blocked for ``wait`` seconds or when
+    one token's ``wait`` would exceed the ``max_wait`` asked with (refused: nothing reserved)."""
 
     tokens: int
     wait: float
@@ -118,9 +147,10 @@ class BudgetStore(Budget, Protocol):
         """Tokens refilled a second."""
         ...
 
-    async def lease(self, key: str, most: int, returned: float = 0.0) -> Grant:
+    async def lease(self, key: str, most: int, returned: float = 0.0, max_wait: float = math.inf) -> Grant:
         """Give ``returned`` unspent tokens back (capped at capacity), then grant up to ``most`` tokens,
-        no more than 1/8 of those available and at least one; with no whole token, reserve one."""
+        no more than 1/8 of those available and at least one; with no whole token, reserve one — unless
+        its wait would exceed ``max_wait``: then reserve nothing (``Grant(0, wait)``)."""
         ...
 
 
@@ -129,18 +159,28 @@ def _refill(tokens: float, refilled_at: float, now: float, capacity: int, rate: 
 
 
 def _lease(
-    tokens: float, refilled_at: float, now: float, most: int, returned: float, capacity: int, rate: float
+    tokens: float,
+    refilled_at: float,
+    now: float,
+    most: int,
+    returned: float,
+    capacity: int,
+    rate: float,
+    max_wait: float = math.inf,
 ) -> tuple[float, float, Grant]:
     """One lease on an unblocked bucket: its tokens and refill time afterwards, and the grant.
 
-    The refill time never goes back (a late clock, another host's), so no refill is counted twice."""
+    The refill time never goes back (a late clock, another host's), so no refill is counted twice. A
+    reservation whose wait would exceed ``max_wait`` is refused: the bucket keeps its token."""
     tokens = min(float(capacity), _refill(tokens, refilled_at, now, capacity, rate) + max(0.0, returned))
     refilled_at = max(refilled_at, now)
     if tokens >= 1:
         granted = max(1, min(most, int(tokens) // LEASE_SHARE))
         return tokens - granted, refilled_at, Grant(granted, 0.0)
-    tokens -= 1  # reserved: its wait is the time the bucket needs to refill it
-    return tokens, refilled_at, Grant(1, -tokens / rate)
+    wait = (1 - tokens) / rate  # the time the bucket needs to refill one token
+    if wait > max_wait:  # refused: not sent, so nothing reserved
+        return tokens, refilled_at, Grant(0, wait)
+    return tokens - 1, refilled_at, Grant(1, wait)
 
 
 class LocalBudget:
@@ -164,17 +204,17 @@ class LocalBudget:
         """Tokens refilled a second."""
         return self._rate
 
-    async def lease(self, key: str, most: int, returned: float = 0.0) -> Grant:
+    async def lease(self, key: str, most: int, returned: float = 0.0, max_wait: float = math.inf) -> Grant:
         now = self._clock()
         tokens, at, blocked = self._buckets.get(key, (float(self._capacity), now, 0.0))
         if blocked > now:  # Cal.com said no: nothing is reserved until its window reopens
             return Grant(0, blocked - now)
-        tokens, at, grant = _lease(tokens, at, now, most, returned, self._capacity, self._rate)
+        tokens, at, grant = _lease(tokens, at, now, most, returned, self._capacity, self._rate, max_wait)
         self._buckets[key] = (tokens, at, blocked)
         return grant
 
-    async def take(self, key: str) -> float:
-        return (await self.lease(key, 1)).wait
+    async def take(self, key: str, max_wait: float = math.inf) -> float:
+        return (await self.lease(key, 1, max_wait=max_wait)).wait
 
     async def block(self, key: str, seconds: float) -> None:
         now = self._clock()
@@ -247,20 +287,20 @@ class DatabaseBudget:
             await retrying_conflicts(create)
         raise RuntimeError(f"rate budget row {key} could not be created")  # pragma: no cover
 
-    async def lease(self, key: str, most: int, returned: float = 0.0) -> Grant:
+    async def lease(self, key: str, most: int, returned: float = 0.0, max_wait: float = math.inf) -> Grant:
         def change(row: RateBudget, now: float) -> Grant:
             if row.blocked_until > now:
                 return Grant(0, row.blocked_until - now)
             tokens, at, grant = _lease(
-                row.tokens, row.refilled_at, now, most, returned, self._capacity, self._rate
+                row.tokens, row.refilled_at, now, most, returned, self._capacity, self._rate, max_wait
             )
             row.tokens, row.refilled_at = tokens, at
             return grant
 
         return await self._update(key, change)
 
-    async def take(self, key: str) -> float:
-        return (await self.lease(key, 1)).wait
+    async def take(self, key: str, max_wait: float = math.inf) -> float:
+        return (await self.lease(key, 1, max_wait=max_wait)).wait
 
     async def block(self, key: str, seconds: float) -> None:
         def change(row: RateBudget, now: float) -> float:
@@ -272,15 +312,17 @@ class DatabaseBudget:
 
 
 # The same arithmetic as ``_lease``, atomic in Redis. Numbers go back as strings: Redis would truncate
-# a Lua number to an integer.
+# a Lua number to an integer; the wait with 17 digits, so it compares with ``max_wait`` in Python as it
+# did here. An empty ``max_wait`` (ARGV[7]) is no limit.
 _LEASE = """
 local capacity, rate, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local most, returned, share = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local max_wait = tonumber(ARGV[7])
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'at', 'blocked')
 local tokens = tonumber(state[1]) or capacity
 local at = tonumber(state[2]) or now
 local blocked = tonumber(state[3]) or 0
-if blocked > now then return {0, tostring(blocked - now)} end
+if blocked > now then return {0, string.format('%.17g', blocked - now)} end
 tokens = math.min(capacity, math.min(capacity, tokens + math.max(0, now - at) * rate) + math.max(0, returned))
 at = math.max(at, now)
 local granted, wait = 1, 0
@@ -288,12 +330,16 @@ if tokens >= 1 then
   granted = math.max(1, math.min(most, math.floor(math.floor(tokens) / share)))
   tokens = tokens - granted
 else
-  tokens = tokens - 1
-  wait = -tokens / rate
+  wait = (1 - tokens) / rate
+  if max_wait ~= nil and wait > max_wait then
+    granted = 0
+  else
+    tokens = tokens - 1
+  end
 end
 redis.call('HSET', KEYS[1], 'tokens', tokens, 'at', at, 'blocked', blocked)
 redis.call('EXPIRE', KEYS[1], 3600)
-return {granted, tostring(wait)}
+return {granted, string.format('%.17g', wait)}
 """
 _BLOCK = """
 local now, seconds = tonumber(ARGV[1]), tonumber(ARGV[2])
@@ -338,14 +384,15 @@ class RedisBudget:
         """Tokens refilled a second."""
         return self._rate
 
-    async def lease(self, key: str, most: int, returned: float = 0.0) -> Grant:
-        args = (self._capacity, self._rate, self._clock(), most, max(0.0, returned), LEASE_SHARE)
+    async def lease(self, key: str, most: int, returned: float = 0.0, max_wait: float = math.inf) -> Grant:
+        limit = repr(float(max_wait)) if math.isfinite(max_wait) else ""
+        args = (self._capacity, self._rate, self._clock(), most, max(0.0, returned), LEASE_SHARE, limit)
         result: Any = await self._redis.eval(_LEASE, 1, self._prefix + key, *args)
         granted, wait = result
         return Grant(int(granted), float(wait))
 
-    async def take(self, key: str) -> float:
-        return (await self.lease(key, 1)).wait
+    async def take(self, key: str, max_wait: float = math.inf) -> float:
+        return (await self.lease(key, 1, max_wait=max_wait)).wait
 
     async def block(self, key: str, seconds: float) -> None:
         await self._redis.eval(_BLOCK, 1, self._prefix + key, self._clock(), seconds)
@@ -406,13 +453,13 @@ class LeasedBudget:
     def store(self) -> BudgetStore:
         return self._store
 
-    async def take(self, key: str) -> float:
+    async def take(self, key: str, max_wait: float = math.inf) -> float:
         held = self._holding(key)
         while True:
             if held.spend(self._clock(), self._lifetime):
                 return 0.0
             if held.asking is None:
-                return await self._ask(key, held)
+                return await self._ask(key, held, max_wait)
             # Another request of this worker is asking the store: share its lease instead of asking too.
             failure = await asyncio.shield(held.asking)
             if failure is not None:
@@ -461,20 +508,20 @@ class LeasedBudget:
         held.leases = kept
         return returned
 
-    async def _ask(self, key: str, held: _Held) -> float:
+    async def _ask(self, key: str, held: _Held, max_wait: float) -> float:
         now = self._clock()
         most, returned, epoch = self._size(held, now), self._give_back(held, now), held.epoch
         asking = held.asking = asyncio.get_running_loop().create_future()
         failure: Exception | None = None
         try:
-            grant = await self._store.lease(key, most, returned)
+            grant = await self._store.lease(key, most, returned, max_wait=max_wait)
         except Exception as exc:
             failure = exc
             raise
         finally:
             held.asking = None
             asking.set_result(failure)
-        if grant.wait > 0:  # one reserved token (or a blocked bucket): this request waits for it
+        if grant.wait > 0:  # one reserved token, a blocked bucket, or refused: this request waits or fails
             held.last = None
             return grant.wait
         if held.epoch == epoch:  # else Cal.com said no meanwhile: spend this one, keep none
@@ -505,7 +552,8 @@ class BudgetedTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         try:
-            wait = await self._budget.take(self._key)
+            # The longest acceptable wait goes down to the store: a request refused below reserves nothing.
+            wait = await self._budget.take(self._key, self._max_wait)
         except Exception as exc:  # the budget's store is down: Cal.com's own limit still protects it
             log.warning("calcom.budget_unavailable", error=type(exc).__name__)
             wait = 0.0

@@ -283,7 +283,7 @@ class CalendarRegistry:
                 self._base_url(company),
                 api_key,
                 self._timeout,
-                transport=self._budgeted(company, key),
+                transport=self._budgeted(company),
                 limits=POOL_LIMITS,
             )
             if company.auth == "oauth":
@@ -298,16 +298,23 @@ class CalendarRegistry:
         kept.last_used = self._clock()
         return kept.gateway
 
-    def _budgeted(self, company: CompanySecrets, key: tuple[str, ...]) -> httpx.AsyncBaseTransport | None:
+    def _budget_key(self, company: CompanySecrets) -> str:
+        """The credential's bucket: an API key's is the one ``bootstrap`` gives the same key as the global
+        key (one key, one Cal.com limit, one bucket); OAuth's is the company's authorisation."""
+        base = self._base_url(company)
+        if company.auth == "oauth":
+            return budget_key(
+                base, "\x00".join(("oauth", str(company.company_id), company.oauth_client_id or ""))
+            )
+        return budget_key(base, company.api_key.get_secret_value() if company.api_key else "")
+
+    def _budgeted(self, company: CompanySecrets) -> httpx.AsyncBaseTransport | None:
         """The credential's transport, behind its shared rate budget when there is one."""
         if self._budget is None:
             return self._transport
         inner = self._transport or httpx.AsyncHTTPTransport(limits=POOL_LIMITS)
         return BudgetedTransport(
-            inner,
-            self._budget,
-            budget_key(self._base_url(company), "\x00".join(key)),
-            owns_inner=self._transport is None,
+            inner, self._budget, self._budget_key(company), owns_inner=self._transport is None
         )
 
     async def _sweep(self) -> None:
