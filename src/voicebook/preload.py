@@ -23,21 +23,23 @@ import sys
 
 
 def import_without(module: str, *optional: str) -> None:
-    """Import ``module`` as if the ``optional`` modules were not installed (unless one is loaded already).
+    """Import ``module`` as if the ``optional`` modules were not installed.
 
     A ``None`` in ``sys.modules`` makes ``import name`` raise ``ModuleNotFoundError``, which is how an
-    optional import finds out it is unavailable; the entries are removed again afterwards.
+    optional import finds out it is unavailable; the entries are removed again afterwards. Too late to
+    choose when ``module`` or one of them is loaded already: then it is a plain import.
     """
-    if module in sys.modules or any(name in sys.modules for name in optional):
-        return
-    for name in optional:
-        sys.modules[name] = None  # type: ignore[assignment]  # the import system's own "not available"
+    hide = module not in sys.modules and not any(name in sys.modules for name in optional)
+    if hide:
+        for name in optional:
+            sys.modules[name] = None  # type: ignore[assignment]  # the import system's own "not available"
     try:
         importlib.import_module(module)
     finally:
-        for name in optional:
-            if sys.modules.get(name, ...) is None:
-                del sys.modules[name]
+        if hide:
+            for name in optional:
+                if sys.modules.get(name, ...) is None:
+                    del sys.modules[name]
 
 
 def serving_imports() -> None:

@@ -173,7 +173,7 @@ def test_an_sdk_whose_hmac_needs_cryptography_stops_the_start(
 
     monkeypatch.delitem(sys.modules, "retell.lib.webhook_auth", raising=False)
     monkeypatch.setattr(importlib.util, "find_spec", find_spec)
-    with pytest.raises(ImportError, match="self-check.*constant_time"):
+    with pytest.raises(ImportError, match=r"self-check.*constant_time"):
         signature._load_sdk_webhook_auth()
 
 
