@@ -12,6 +12,7 @@ and the reason it was kept out.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -107,7 +108,7 @@ COMMAND_LINE = {"typer", "voicebook.cli", "click", "uvicorn"}
 
 def worker_modules(tmp_path: Path, database_url: str, script: str = WORKER) -> set[str]:
     env = {
-        "PATH": "/usr/bin:/bin",
+        **{k: v for k, v in os.environ.items() if not k.startswith("VOICEBOOK_")},
         "VOICEBOOK_DATABASE_URL": database_url,
         "VOICEBOOK_CALCOM_API_KEY": "cal_live_imports_0000000000",
         "VOICEBOOK_CALCOM_BASE_URL": "https://api.cal.test",
