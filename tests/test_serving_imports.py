@@ -102,6 +102,9 @@ SERVE = textwrap.dedent(
     print(json.dumps(sorted(sys.modules)))
     """
 )
+# `voicebook serve --workers N`: each worker unpickles uvicorn's config, whose protocol class comes from
+# voicebook.api.server_limits, before it imports the app.
+MULTI_WORKER = "import voicebook.api.server_limits\n" + WORKER
 # What the command line itself needs in that process.
 COMMAND_LINE = {"typer", "voicebook.cli", "click", "uvicorn"}
 
@@ -147,6 +150,11 @@ def modules(database: tuple[Path, str]) -> set[str]:
 
 
 @pytest.fixture(scope="module")
+def worker_of_many(database: tuple[Path, str]) -> set[str]:
+    return worker_modules(*database, script=MULTI_WORKER)
+
+
+@pytest.fixture(scope="module")
 def serve_modules(database: tuple[Path, str]) -> set[str]:
     return worker_modules(*database, script=SERVE)
 
@@ -154,6 +162,11 @@ def serve_modules(database: tuple[Path, str]) -> set[str]:
 @pytest.mark.parametrize("name", sorted(NOT_SERVING))
 def test_a_serving_worker_does_not_import(modules: set[str], name: str) -> None:
     assert loaded(modules, name) == [], f"{name} is on the serving path again: {NOT_SERVING[name]}"
+
+
+@pytest.mark.parametrize("name", sorted(set(NOT_SERVING) - {"uvicorn", "click"}))
+def test_a_worker_of_several_does_not_import(worker_of_many: set[str], name: str) -> None:
+    assert loaded(worker_of_many, name) == [], f"{name} is on the serving path again: {NOT_SERVING[name]}"
 
 
 @pytest.mark.parametrize("name", SERVING)
