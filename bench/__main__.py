@@ -1,4 +1,4 @@
-"""Run every benchmark: ``python -m bench [--quick] [--only floor,overhead,scaleout,cleanup]``."""
+"""Run every benchmark: ``python -m bench [--quick] [--only floor,overhead,...]`` (names: ``SUITES``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 import platform
 import time
 
-from bench import cleanup, common, companies, floor, overhead, scaleout
+from bench import cleanup, common, companies, floor, memory, overhead, scaleout
 
 SUITES = {
     "floor": floor.main,
@@ -16,6 +16,7 @@ SUITES = {
     "scaleout": scaleout.main,
     "cleanup": cleanup.main,
     "companies": companies.main,
+    "memory": memory.main,
 }
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import voicebook.preload  # noqa: F401  first: it decides how httpx and structlog are imported
+
+# isort: split
 import asyncio
 import os
 import socket

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import httpx
 import structlog
@@ -34,12 +35,14 @@ from voicebook.calcom.budget import (
 from voicebook.calcom.client import CalcomClient
 from voicebook.calcom.gateway import CalcomGateway
 from voicebook.calcom.registry import CalendarRegistry
-from voicebook.calcom.sandbox import Sandbox, SandboxEventType, event_type_from_service
 from voicebook.calcom.transport import build_http_client
 from voicebook.db.credentials import Sealer
 from voicebook.db.queries import all_services
 from voicebook.db.session import make_engine, make_sessionmaker
 from voicebook.settings import Settings
+
+if TYPE_CHECKING:
+    from voicebook.calcom.sandbox import Sandbox, SandboxEventType
 
 log = structlog.get_logger("voicebook.app")
 SANDBOX_BASE_URL = "https://api.cal.com"
@@ -131,6 +134,10 @@ async def open_calendar(settings: Settings, sessionmaker: async_sessionmaker[Asy
         gateway = CalcomGateway(CalcomClient(http, on_response=metrics.observe_calcom))
         closers: list[Callable[[], Awaitable[None]]] = [http.aclose, budget.aclose]
         return CalendarHandle(gateway, closers)
+    # Lazy: with a real Cal.com key (every production worker) the emulator is never used, and importing
+    # it would keep its modules in memory for nothing.
+    from voicebook.calcom.sandbox import Sandbox, event_type_from_service
+
     secret = settings.calcom_webhook_secret.get_secret_value() if settings.calcom_webhook_secret else None
 
     async def configured_event_types() -> list[SandboxEventType]:

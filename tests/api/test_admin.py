@@ -282,3 +282,21 @@ class TestPageAdditions:
         assert "0,0 %" in page.text
         today_calls = page.text.split('id="today-calls"', 1)[1]
         assert "call_check_only" in today_calls  # a call that only checked is recorded too
+
+
+def test_a_missing_page_renderer_stops_the_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Jinja2 and Babel are imported on the first render; that they are installed is checked at import."""
+    from voicebook.api.admin import routes
+
+    monkeypatch.setattr(routes, "find_spec", lambda name: None if name == "babel" else object())
+    routes._require_installed("jinja2")
+    with pytest.raises(ModuleNotFoundError, match="babel is not installed"):
+        routes._require_installed("jinja2", "babel")
+
+
+def test_seconds_are_formatted_like_numbers() -> None:
+    from voicebook.api.admin.language import Formatter
+
+    assert Formatter("de").seconds(12345.4) == "12.345 s"
+    assert Formatter("en").seconds(12345.6) == "12,346 s"
+    assert Formatter("en").seconds(None) == "–"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -60,6 +61,41 @@ class TestMigrations:
 @pytest.mark.parametrize("revision", ["head"])
 def test_single_head(revision: str) -> None:
     assert migrate.current_heads() == ("0005",)
+
+
+def test_heads_read_from_the_files_are_alembics() -> None:
+    """``current_heads`` parses the version files instead of importing Alembic (a serving worker's
+    memory); it must name exactly the heads Alembic itself finds, branches and merges included."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(migrate.alembic_config("sqlite://"))
+    assert set(migrate.current_heads()) == set(script.get_heads())
+    assert {r.revision for r in script.walk_revisions()} == {
+        migrate._revision_ids(path)[0] for path in (migrate.MIGRATIONS_DIR / "versions").glob("*.py")
+    }
+
+
+def test_heads_follow_branches_and_merges(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    versions = tmp_path / "versions"
+    versions.mkdir()
+    files = {
+        "a.py": 'revision = "a"\ndown_revision = None\n',
+        "b.py": 'revision: str = "b"\ndown_revision: str | None = "a"\n',
+        "c.py": 'revision = "c"\ndown_revision = "a"\n',  # a branch: heads b and c
+        "m.py": 'revision = "m"\ndown_revision = ("b", "c")\n',  # merged again
+        "n.py": 'revision = "n"\ndown_revision = "m"\ndepends_on = "c"\n',
+        "__init__.py": 'revision = "ignored"\ndown_revision = "n"\n',
+    }
+    for name, source in files.items():
+        (versions / name).write_text(source)
+    monkeypatch.setattr(migrate, "MIGRATIONS_DIR", tmp_path)
+    assert migrate.current_heads() == ("n",)
+    (versions / "o.py").write_text('revision = "o"\ndown_revision = "m"\n')
+    assert migrate.current_heads() == ("n", "o")
+
+    from alembic.script import ScriptDirectory
+
+    assert set(ScriptDirectory(str(tmp_path)).get_heads()) == {"n", "o"}  # the same rule as Alembic's
 
 
 def _run(url: str, *statements: str) -> list[tuple[object, ...]]:

@@ -14,6 +14,11 @@ h11 rather than httptools on purpose: only the h11 protocol bounds the size of t
 
 from __future__ import annotations
 
+# First: with `--workers N` each worker process unpickles HeaderTimeoutProtocol, importing this module,
+# before it imports the app; voicebook.preload must still come before structlog (see that module).
+import voicebook.preload  # noqa: F401
+
+# isort: split
 import asyncio
 from typing import Any, ClassVar
 

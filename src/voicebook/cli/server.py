@@ -96,6 +96,7 @@ def serve(
     """Serve the HTTP API with uvicorn (checks the database and the port first)."""
     import uvicorn
 
+    import voicebook.preload  # noqa: F401  before anything logs: with one worker, this process serves
     from voicebook.db.preflight import check_ready
 
     settings = load_settings()

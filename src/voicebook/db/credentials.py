@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -125,6 +124,8 @@ class Sealer:
     """Fernet over one or more keys (comma-separated): the first seals, all of them open."""
 
     def __init__(self, keys: Sequence[str]) -> None:
+        from cryptography.fernet import Fernet, MultiFernet  # lazy: ~6 MB, only with VOICEBOOK_SECRET_KEY
+
         if not keys:
             raise SecretKeyError("VOICEBOOK_SECRET_KEY is empty")
         try:
@@ -150,6 +151,8 @@ class Sealer:
         return self._multi.encrypt(json.dumps(data, sort_keys=True).encode()).decode()
 
     def open(self, token: str, *, whose: str) -> dict[str, Any]:
+        from cryptography.fernet import InvalidToken  # lazy (see __init__); loaded by then
+
         try:
             opened: dict[str, Any] = json.loads(self._multi.decrypt(token.encode()))
         except InvalidToken:
@@ -160,6 +163,8 @@ class Sealer:
         return opened
 
     def rotate(self, token: str, *, whose: str) -> str:
+        from cryptography.fernet import InvalidToken  # lazy (see __init__); loaded by then
+
         try:
             return self._multi.rotate(token.encode()).decode()
         except InvalidToken:

@@ -8,11 +8,16 @@ wraps, passing ``now`` explicitly for deterministic tests.
 
 ``webhook_auth`` is loaded from the installed SDK by file, without importing the ``retell`` package:
 the package's ``__init__`` builds the whole API client (about four seconds of pydantic models), which
-every server worker and CLI start would otherwise pay for one HMAC check.
+every server worker and CLI start would otherwise pay for one HMAC check. The file's module-level
+``cryptography`` imports are left out as it is loaded: only its asymmetric (RSA) helpers use them, when
+called, and Retell signs function calls with the HMAC scheme; loading ``cryptography`` would put about
+6 MB into every worker for nothing. A round trip through the loaded verifier checks at import that the
+HMAC scheme works without them, so an SDK that starts to need them fails at start-up, not per request.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import sys
 import time
@@ -32,12 +37,34 @@ def _load_sdk_webhook_auth() -> ModuleType:
     if package is None or not package.submodule_search_locations:
         raise ImportError("the retell-sdk package is not installed")
     path = Path(next(iter(package.submodule_search_locations))) / "lib" / "webhook_auth.py"
-    spec = importlib.util.spec_from_file_location("voicebook._retell_webhook_auth", path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    tree = ast.parse(path.read_bytes(), str(path))
+    tree.body = [node for node in tree.body if not _imports_cryptography(node)]  # see the docstring
+    module = ModuleType("voicebook._retell_webhook_auth")
+    module.__file__ = str(path)
+    exec(compile(tree, str(path), "exec"), module.__dict__)
+    _check_symmetric(module, path)
     return module
+
+
+def _imports_cryptography(node: ast.stmt) -> bool:
+    if isinstance(node, ast.ImportFrom):
+        names = [node.module or ""] if node.level == 0 else []
+    else:
+        names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+    return any(name.partition(".")[0] == "cryptography" for name in names)
+
+
+def _check_symmetric(module: ModuleType, path: Path) -> None:
+    """Sign and verify one sample (and reject a changed one) with the HMAC scheme, or refuse to start."""
+    try:
+        scheme = module.symmetric
+        header = scheme["sign"]("voicebook", "key", 0)
+        works = scheme["verify"]("voicebook", "key", header, {"timestamp": 0}) is True
+        works = works and scheme["verify"]("voicebook!", "key", header, {"timestamp": 0}) is False
+    except Exception as exc:
+        raise ImportError(f"{path}: the SDK's HMAC verifier failed its self-check: {exc!r}") from exc
+    if not works:
+        raise ImportError(f"{path}: the SDK's HMAC verifier failed its self-check")
 
 
 webhook_auth = _load_sdk_webhook_auth()

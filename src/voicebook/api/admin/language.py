@@ -1,6 +1,10 @@
 """The operator's page in German and English: its text table, the choice of language per request, and
 ``Formatter``: statuses, reasons, numbers and dates as a German or English reader expects them (Babel's
 CLDR data: "1,5 %" and "Di., 01.12.2026 10:00 MEZ" in German), every time with its zone.
+
+Babel (and its CLDR data) is imported by ``Formatter`` when it first formats, not with this module: the
+page is rendered only when an operator opens it, and a serving worker that never renders it should not
+carry Babel. ``REQUIRED`` names it for the start-up check in ``routes``.
 """
 
 from __future__ import annotations
@@ -9,10 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-from babel.dates import format_datetime
-from babel.numbers import format_decimal, format_percent
-
 LANGS: Final = ("de", "en")
+REQUIRED: Final = ("babel",)  # imported on first use below
 
 TEXT: Final[dict[str, dict[str, str]]] = {
     "de": {
@@ -159,16 +161,24 @@ class Formatter:
         """Date and time in the moment's own zone (a company's), with the zone, e.g. "… 10:00 MEZ"."""
         if moment is None:
             return "–"
+        from babel.dates import format_datetime  # lazy: see the module's docstring
+
         return format_datetime(moment, DATETIME_FORMAT[self.lang], tzinfo=moment.tzinfo, locale=self.lang)
 
     def number(self, value: float) -> str:
+        from babel.numbers import format_decimal  # lazy: see the module's docstring
+
         return format_decimal(value, locale=self.lang)
 
     def percent(self, ratio: float) -> str:
+        from babel.numbers import format_percent  # lazy: see the module's docstring
+
         return format_percent(ratio, "#,##0.0 %", locale=self.lang)
 
     def seconds(self, value: float | None) -> str:
-        return "–" if value is None else f"{format_decimal(round(value), locale=self.lang)} s"
+        if value is None:
+            return "–"
+        return f"{self.number(round(value))} s"
 
     def label(self, value: str | None) -> str:
         """A stored status or reason in the page's language; unknown values as stored."""

@@ -10,6 +10,10 @@ The page is rendered on the server (Jinja2, inline SVG, CSS and the favicon as s
 templates; no inline script): no build step, no CDN, nothing that breaks when the operator's network
 blocks third-party hosts. Personal data arrives already masked from
 ``voicebook.reporting``.
+
+Jinja2 (with Starlette's template response) and Babel are imported when the first page is rendered, not
+when the app is built: most workers never render the page, and both stay in memory once loaded. That they
+are installed is still checked here, at import, so a missing one stops the start as it did before.
 """
 
 from __future__ import annotations
@@ -17,12 +21,12 @@ from __future__ import annotations
 import hmac
 from datetime import UTC, datetime, timedelta
 from functools import cache
+from importlib.util import find_spec
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel
 
 from voicebook.api.admin.auth import (
@@ -37,12 +41,25 @@ from voicebook.api.admin.auth import (
     session_cookie,
 )
 from voicebook.api.admin.chart import build_chart
-from voicebook.api.admin.language import TEXT, Formatter, pick_language
+from voicebook.api.admin.language import REQUIRED, TEXT, Formatter, pick_language
 from voicebook.api.deps import SessionDep
 from voicebook.api.params import CompanyId, OlderThanSeconds, WindowMoment
 from voicebook.api.parsing import parse_form
 from voicebook.db.credentials import connection_states
 from voicebook.reporting import dashboard, figures
+
+if TYPE_CHECKING:
+    from fastapi.templating import Jinja2Templates
+
+
+def _require_installed(*names: str) -> None:
+    """Fail now, not at the first page view, when a library the page imports on first use is missing."""
+    for name in names:
+        if find_spec(name) is None:  # finds the package without importing it
+            raise ModuleNotFoundError(f"{name} is not installed: the operator's page needs it", name=name)
+
+
+_require_installed("jinja2", *REQUIRED)
 
 router = APIRouter(tags=["admin"])
 
@@ -53,6 +70,8 @@ router = APIRouter(tags=["admin"])
 @cache
 def _templates() -> Jinja2Templates:
     """Built on first use, not at import (house rule: nothing instantiated at import time)."""
+    from fastapi.templating import Jinja2Templates  # lazy: Jinja2 only once a page is rendered (see above)
+
     return Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
 
