@@ -161,7 +161,7 @@ def _mask_phone_match(match: re.Match[str]) -> str:
 
 # 1024 entries: the repeats worth memoising are one request's own values, a few per request in flight.
 # Most other values (ids, uids, times) never come back, so a larger memo only holds them longer: at
-# 4096 it kept about 1 MB per worker with the same hits under load (docs/rss-notes.md).
+# 4096 it kept about 1 MB per worker with the same hits under load (docs/BENCHMARKS.md, run 4).
 @functools.lru_cache(maxsize=1024)
 def _redact_text(text: str) -> str:
     """Mask credentials, then e-mails, then phone numbers inside free text.
