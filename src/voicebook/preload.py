@@ -1,5 +1,6 @@
 """What a serving process imports first, and how: ``voicebook.app`` imports this module before anything else,
-and ``voicebook serve`` before it reads its settings. It keeps a worker's memory down (docs/BENCHMARKS.md, run 4):
+and ``voicebook serve`` before it reads its settings. It keeps a worker's memory down
+(docs/BENCHMARKS.md, run 4):
 
 * httpx and structlog import extras when they happen to be installed (here typer and the dev tools bring
   them), which voicebook never uses: httpx its command-line client (``httpx._main``: click, rich, pygments),
