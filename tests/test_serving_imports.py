@@ -2,9 +2,9 @@
 
 Each module in ``NOT_SERVING`` was taken off the serving path on purpose (issue: a worker's peak RSS;
 figures in docs/BENCHMARKS.md, run 4, measured by ``python -m bench.memory``). The test builds the app
-the way a production worker does — a real Cal.com key configured, PostgreSQL or SQLite, admin token and Retell key
-set — in a fresh interpreter, runs its lifespan, answers a health check and a signed Retell function
-call, and then reads ``sys.modules``. It checks which modules are loaded, not how much memory they
+the way a production worker does — a real Cal.com key configured, PostgreSQL or SQLite, admin token
+and Retell key set — in a fresh interpreter, runs its lifespan, answers a health check and a signed Retell
+function call, and then reads ``sys.modules``. It checks which modules are loaded, not how much memory they
 take, so it does not depend on the machine; a change that brings one back fails here with the module
 and the reason it was kept out.
 """
