@@ -41,6 +41,8 @@ class TestOfferingCache:
         async with sessionmaker() as session:
             assert cache.fresh(ctx) is first  # kept: read without a session
             assert await cache.get(session, ctx) is first
+            now[0] = 10
+            assert cache.fresh(ctx) is None  # the ttl is over at its last instant, as for ``get``
             now[0] = 11
             assert cache.fresh(ctx) is None  # expired: only ``get`` (with a session) reloads it
             fresh = await cache.get(session, ctx)
