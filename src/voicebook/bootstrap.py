@@ -76,6 +76,8 @@ class CalendarHandle:
     sandbox: Sandbox | None = None
     # How the companies' own Cal.com accounts are reached (tests: the sandbox's accounts in process).
     company_transport: httpx.AsyncBaseTransport | None = None
+    # The worker's one rate budget (its leases and its store connection), shared with the registry.
+    budget: LeasedBudget | None = None
 
     async def aclose(self) -> None:
         for close in reversed(self.closers):
@@ -107,7 +109,7 @@ def company_calendars(
         default_base_url=settings.calcom_base_url,
         timeout=settings.calcom_timeout_seconds,
         transport=handle.company_transport,
-        budget=rate_budget(settings, sessionmaker),
+        budget=handle.budget if handle.budget is not None else rate_budget(settings, sessionmaker),
     )
 
 
@@ -133,7 +135,7 @@ async def open_calendar(settings: Settings, sessionmaker: async_sessionmaker[Asy
         )
         gateway = CalcomGateway(CalcomClient(http, on_response=metrics.observe_calcom))
         closers: list[Callable[[], Awaitable[None]]] = [http.aclose, budget.aclose]
-        return CalendarHandle(gateway, closers)
+        return CalendarHandle(gateway, closers, budget=budget)
     # Lazy: with a real Cal.com key (every production worker) the emulator is never used, and importing
     # it would keep its modules in memory for nothing.
     from voicebook.calcom.sandbox import Sandbox, event_type_from_service

@@ -216,7 +216,8 @@ async def test_one_api_key_as_global_and_company_key_draws_from_one_bucket(
     api_key = "cal_live_shared_0000001"
     clock = Clock()
     shared = LocalBudget(capacity=120, per_seconds=60, clock=clock)
-    monkeypatch.setattr(bootstrap, "DatabaseBudget", lambda _sm, **_kw: shared)
+    stores: list[LocalBudget] = []
+    monkeypatch.setattr(bootstrap, "DatabaseBudget", lambda _sm, **_kw: stores.append(shared) or shared)
     accounts = SandboxAccounts()
     account = accounts.add("https://api.cal.com", Sandbox(), AccountAccess(api_key=api_key))
     account.add_event_type(event_type_from_service(42, "s", 30, False, "UTC"))
@@ -249,6 +250,9 @@ async def test_one_api_key_as_global_and_company_key_draws_from_one_bucket(
         await registry.aclose()
         await handle.aclose()
     assert account.tokens_seen == [api_key, api_key]
+    assert len(stores) == 1  # one budget per worker: the registry shares the global gateway's leases
     assert len(shared._buckets) == 1  # one credential, one bucket
     [(tokens, _, _)] = shared._buckets.values()
-    assert tokens == 120 - 2  # both requests' tokens came out of it
+    # Both requests' tokens came out of it; the worker's second lease may hold one spare token (a lease
+    # grows while leases run out), never more.
+    assert 120 - 3 <= tokens <= 120 - 2

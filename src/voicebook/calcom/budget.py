@@ -445,6 +445,7 @@ class LeasedBudget:
     ) -> None:
         self._store, self._lifetime, self._max, self._clock = store, lease_seconds, max_lease, clock
         self._held: dict[str, _Held] = {}
+        self._closed = False
 
     def __repr__(self) -> str:
         return f"LeasedBudget({self._store!r})"
@@ -474,6 +475,11 @@ class LeasedBudget:
         await self._store.block(key, seconds)
 
     async def aclose(self) -> None:
+        """Close the store's connection once: a worker's one budget is shared by its global gateway and
+        its company registry, and each closes what it was given."""
+        if self._closed:
+            return
+        self._closed = True
         close: Callable[[], Awaitable[None]] | None = getattr(self._store, "aclose", None)
         if close is not None:
             await close()
