@@ -1,4 +1,4 @@
-"""Leasing (issue 18): a worker spends tokens it leased from the shared bucket without asking the store,
+"""Leasing (issue 17): a worker spends tokens it leased from the shared bucket without asking the store,
 and across any number of workers never spends more than the bucket grants, nor a token after its lease
 expired. The store-level tests run on SQLite, PostgreSQL and MariaDB (``sessionmaker``) and on Redis.
 """
