@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from voicebook.booking.window import DEFAULT_MAX_DAYS_AHEAD, DEFAULT_MIN_NOTICE_MINUTES, BookingWindow
 from voicebook.db import queries
 from voicebook.db.models import Call, Company, Customer
+from voicebook.memo import Memo
 
 
 @dataclass(frozen=True)
@@ -156,25 +157,23 @@ class OfferingCache:
     """
 
     def __init__(self, ttl_seconds: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self._ttl = ttl_seconds
-        self._clock = clock
-        self._entries: dict[str, tuple[float, Offering]] = {}
+        self._memo: Memo[str, Offering] = Memo(ttl_seconds, clock)
 
     def fresh(self, ctx: CallContext) -> Offering | None:
         """The kept offering of the called number while it is fresh, else None (no session needed)."""
-        hit = self._entries.get(ctx.to_number) if ctx.to_number else None
-        return hit[1] if hit is not None and hit[0] > self._clock() else None
+        hit = self._memo.fresh(ctx.to_number) if ctx.to_number else None
+        return hit[0] if hit is not None else None
 
     async def get(self, session: AsyncSession, ctx: CallContext) -> Offering | None:
         if not ctx.to_number:  # resolved through the call row: not cacheable by number
             return await load_offering(session, ctx)
-        hit = self._entries.get(ctx.to_number)
-        now = self._clock()
-        if hit is not None and hit[0] > now:
-            return hit[1]
+        asked_at = self._memo.now()
+        hit = self._memo.fresh(ctx.to_number)
+        if hit is not None:
+            return hit[0]
         offering = await load_offering(session, ctx)
         if offering is not None:
-            self._entries[ctx.to_number] = (now + self._ttl, offering)
+            self._memo.keep(ctx.to_number, offering, asked_at)
         return offering
 
 

@@ -50,6 +50,7 @@ from voicebook.db.credentials import (
     secrets_of,
 )
 from voicebook.db.models import CompanyCredential
+from voicebook.memo import Memo
 
 log = structlog.get_logger("voicebook.calcom")
 T = TypeVar("T")
@@ -173,7 +174,7 @@ class CalendarRegistry:
         self._idle_seconds = idle_seconds
         self._ttl = ttl_seconds
         self._clock = clock
-        self._secrets: dict[int, tuple[float, CompanySecrets | None]] = {}
+        self._secrets: Memo[int, CompanySecrets | None] = Memo(ttl_seconds, clock)
         self._clients: OrderedDict[tuple[str, ...], _Kept] = OrderedDict()
         self._token_clients: dict[str, httpx.AsyncClient] = {}
         self._tokens: dict[int, TokenGrant] = {}
@@ -227,17 +228,17 @@ class CalendarRegistry:
     # --- internals ----------------------------------------------------------------------------------
 
     async def _company(self, company_id: int) -> CompanySecrets | None:
-        now = self._clock()
-        hit = self._secrets.get(company_id)
-        if hit is not None and hit[0] > now:
-            return hit[1]
+        asked_at = self._secrets.now()
+        hit = self._secrets.fresh(company_id)
+        if hit is not None:
+            return hit[0]
         try:
             async with self._sessionmaker() as session:
                 company = await secrets_of(session, company_id, self._sealer)
         except SecretKeyError as exc:
             log.error("credentials.unreadable", company_id=company_id, error=exc.message)
             raise CalendarUnavailable(exc.message) from None
-        self._secrets[company_id] = (now + self._ttl, company)
+        self._secrets.keep(company_id, company, asked_at)
         if company is not None and company.has_calcom:  # another worker's verdict, or a reloaded key
             self._gauge(company.slug, company.state == DISCONNECTED)
         return company
@@ -401,7 +402,7 @@ class CalendarRegistry:
         async with self._sessionmaker() as session, session.begin():
             changed = await mark_state(session, company.company_id, DISCONNECTED, reason)
         self._gauge(company.slug, True)
-        self._secrets.pop(company.company_id, None)
+        self._secrets.forget(company.company_id)
         self._tokens.pop(company.company_id, None)
         kept = self._clients.pop(self._key(company), None)
         if kept is not None:

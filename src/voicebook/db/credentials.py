@@ -29,6 +29,7 @@ from voicebook.db.base import utc_now
 from voicebook.db.models import Company, CompanyCredential, PhoneNumber
 from voicebook.errors import TenantFileError, VoicebookError
 from voicebook.logging import register_secret
+from voicebook.memo import Memo
 
 CONNECTED = "connected"
 DISCONNECTED = "disconnected"
@@ -284,19 +285,16 @@ class SecretsByNumber:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._sessionmaker, self._sealer = sessionmaker, sealer
-        self._ttl, self._clock = ttl_seconds, clock
-        self._entries: dict[str, tuple[float, CompanySecrets | None]] = {}
+        self._memo: Memo[str, CompanySecrets | None] = Memo(ttl_seconds, clock, MAX_REMEMBERED_NUMBERS)
 
     async def get(self, number: str) -> CompanySecrets | None:
-        now = self._clock()
-        hit = self._entries.get(number)
-        if hit is not None and hit[0] > now:
-            return hit[1]
+        asked_at = self._memo.now()
+        hit = self._memo.fresh(number)
+        if hit is not None:
+            return hit[0]
         async with self._sessionmaker() as session:
             found = await secrets_by_number(session, number, self._sealer)
-        if len(self._entries) >= MAX_REMEMBERED_NUMBERS:  # numbers come from signed calls, but bound it
-            self._entries.clear()
-        self._entries[number] = (now + self._ttl, found)
+        self._memo.keep(number, found, asked_at)
         return found
 
 
