@@ -183,17 +183,12 @@ def _lease(
     return tokens - 1, refilled_at, Grant(1, wait)
 
 
-class LocalBudget:
-    """One process's buckets (tests, and a single-process deployment without a shared store)."""
+class _Buckets:
+    """What the three stores share: a bucket's size, its refill rate and the clock; ``take`` is a lease
+    of one token."""
 
-    def __init__(
-        self,
-        capacity: int = CAPACITY,
-        per_seconds: float = PER_SECONDS,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
+    def __init__(self, capacity: int, per_seconds: float, clock: Callable[[], float]) -> None:
         self._capacity, self._rate, self._clock = capacity, capacity / per_seconds, clock
-        self._buckets: dict[str, tuple[float, float, float]] = {}  # tokens, refilled_at, blocked_until
 
     @property
     def capacity(self) -> int:
@@ -205,6 +200,25 @@ class LocalBudget:
         return self._rate
 
     async def lease(self, key: str, most: int, returned: float = 0.0, max_wait: float = math.inf) -> Grant:
+        raise NotImplementedError
+
+    async def take(self, key: str, max_wait: float = math.inf) -> float:
+        return (await self.lease(key, 1, max_wait=max_wait)).wait
+
+
+class LocalBudget(_Buckets):
+    """One process's buckets (tests, and a single-process deployment without a shared store)."""
+
+    def __init__(
+        self,
+        capacity: int = CAPACITY,
+        per_seconds: float = PER_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(capacity, per_seconds, clock)
+        self._buckets: dict[str, tuple[float, float, float]] = {}  # tokens, refilled_at, blocked_until
+
+    async def lease(self, key: str, most: int, returned: float = 0.0, max_wait: float = math.inf) -> Grant:
         now = self._clock()
         tokens, at, blocked = self._buckets.get(key, (float(self._capacity), now, 0.0))
         if blocked > now:  # Cal.com said no: nothing is reserved until its window reopens
@@ -213,16 +227,13 @@ class LocalBudget:
         self._buckets[key] = (tokens, at, blocked)
         return grant
 
-    async def take(self, key: str, max_wait: float = math.inf) -> float:
-        return (await self.lease(key, 1, max_wait=max_wait)).wait
-
     async def block(self, key: str, seconds: float) -> None:
         now = self._clock()
         tokens, at, _ = self._buckets.get(key, (float(self._capacity), now, 0.0))
         self._buckets[key] = (min(tokens, 0.0), at, now + seconds)
 
 
-class DatabaseBudget:
+class DatabaseBudget(_Buckets):
     """Buckets in ``rate_budgets``: one row per credential, updated under its row lock."""
 
     def __init__(
@@ -232,17 +243,8 @@ class DatabaseBudget:
         per_seconds: float = PER_SECONDS,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__(capacity, per_seconds, clock)
         self._sessionmaker = sessionmaker
-        self._capacity, self._rate, self._clock = capacity, capacity / per_seconds, clock
-
-    @property
-    def capacity(self) -> int:
-        return self._capacity
-
-    @property
-    def rate(self) -> float:
-        """Tokens refilled a second."""
-        return self._rate
 
     async def _locked(self, session: AsyncSession, key: str) -> RateBudget | None:
         """The bucket's row under its write lock (None: no row yet)."""
@@ -299,9 +301,6 @@ class DatabaseBudget:
 
         return await self._update(key, change)
 
-    async def take(self, key: str, max_wait: float = math.inf) -> float:
-        return (await self.lease(key, 1, max_wait=max_wait)).wait
-
     async def block(self, key: str, seconds: float) -> None:
         def change(row: RateBudget, now: float) -> float:
             row.tokens = min(row.tokens, 0.0)
@@ -351,7 +350,7 @@ return 1
 """
 
 
-class RedisBudget:
+class RedisBudget(_Buckets):
     """Buckets in Redis (``VOICEBOOK_REDIS_URL``): one Lua script per operation, atomic across workers."""
 
     def __init__(
@@ -364,25 +363,12 @@ class RedisBudget:
     ) -> None:
         import redis.asyncio as redis
 
+        super().__init__(capacity, per_seconds, clock)
         self._redis = redis.from_url(url)
-        self._capacity, self._rate, self._clock, self._prefix = (
-            capacity,
-            capacity / per_seconds,
-            clock,
-            prefix,
-        )
+        self._prefix = prefix
 
     def __repr__(self) -> str:
         return "RedisBudget()"
-
-    @property
-    def capacity(self) -> int:
-        return self._capacity
-
-    @property
-    def rate(self) -> float:
-        """Tokens refilled a second."""
-        return self._rate
 
     async def lease(self, key: str, most: int, returned: float = 0.0, max_wait: float = math.inf) -> Grant:
         limit = repr(float(max_wait)) if math.isfinite(max_wait) else ""
@@ -390,9 +376,6 @@ class RedisBudget:
         result: Any = await self._redis.eval(_LEASE, 1, self._prefix + key, *args)
         granted, wait = result
         return Grant(int(granted), float(wait))
-
-    async def take(self, key: str, max_wait: float = math.inf) -> float:
-        return (await self.lease(key, 1, max_wait=max_wait)).wait
 
     async def block(self, key: str, seconds: float) -> None:
         await self._redis.eval(_BLOCK, 1, self._prefix + key, self._clock(), seconds)
