@@ -9,14 +9,12 @@ import asyncio
 import contextvars
 import math
 import random
-import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from tests.calcom.budget_support import START, Clock, redis_stores
 
 from voicebook.calcom.budget import (
     LEASE_SECONDS,
@@ -29,20 +27,9 @@ from voicebook.calcom.budget import (
     Grant,
     LeasedBudget,
     LocalBudget,
-    RedisBudget,
 )
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
-START = 1_900_000_000.0
 KEY = "cred"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Stamped:
@@ -499,26 +486,6 @@ async def test_database_lease_operation(sessionmaker: async_sessionmaker[AsyncSe
     clock = Clock()
     a, b = (DatabaseBudget(sessionmaker, capacity=120, per_seconds=60, clock=clock) for _ in range(2))
     await lease_operation(a, b, clock, KEY)
-
-
-@asynccontextmanager
-async def redis_stores(
-    clocks: list[Callable[[], float]], capacity: int, per_seconds: float
-) -> AsyncIterator[list[RedisBudget]]:
-    """One store per worker over one Redis bucket; skipped loudly without Redis."""
-    from redis.exceptions import ConnectionError as RedisConnectionError
-
-    prefix = f"voicebook-test:{uuid.uuid4().hex}:"
-    stores = [RedisBudget(REDIS_URL, capacity, per_seconds, clock=c, prefix=prefix) for c in clocks]
-    try:
-        try:
-            await stores[0].take("probe")
-        except (OSError, RedisConnectionError) as exc:  # pragma: no cover - Redis runs in CI and locally
-            pytest.skip(f"REDIS IS NOT REACHABLE at {REDIS_URL}: {exc}")
-        yield stores
-    finally:
-        for store in stores:
-            await store.aclose()
 
 
 @pytest.mark.asyncio

@@ -6,13 +6,13 @@ skipped loudly when absent), then through ``LeasedBudget`` and ``BudgetedTranspo
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from tests.calcom.budget_support import Clock, redis_stores
 
 from voicebook.booking.errors import RateLimited
 from voicebook.calcom.budget import (
@@ -26,17 +26,8 @@ from voicebook.calcom.budget import (
     RedisBudget,
 )
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 KEY = "cred"
 REFUSALS = 1000
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_900_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def refusals_leave_the_bucket_alone(store: BudgetStore, clock: Clock, key: str) -> None:
@@ -88,19 +79,8 @@ async def test_database_refusals_reserve_nothing(sessionmaker: async_sessionmake
 @asynccontextmanager
 async def redis_store(clock: Clock, capacity: int, per_seconds: float) -> AsyncIterator[RedisBudget]:
     """A Redis store with a bucket prefix of its own; skipped loudly without Redis."""
-    from redis.exceptions import ConnectionError as RedisConnectionError
-
-    store = RedisBudget(
-        REDIS_URL, capacity, per_seconds, clock=clock, prefix=f"voicebook-test:{uuid.uuid4().hex}:"
-    )
-    try:
-        try:
-            await store.take("probe")
-        except (OSError, RedisConnectionError) as exc:  # pragma: no cover - Redis runs in CI and locally
-            pytest.skip(f"REDIS IS NOT REACHABLE at {REDIS_URL}: {exc}")
+    async with redis_stores([clock], capacity, per_seconds) as (store,):
         yield store
-    finally:
-        await store.aclose()
 
 
 @pytest.mark.asyncio
