@@ -14,16 +14,17 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from voicebook.db.lean import LeanConnection
 from voicebook.db.models import Company, PhoneNumber, Service
 
 S = TypeVar("S", bound=Select[Any])
-# What the insert-or-get helpers run on: a session, or a bare connection where the booking path keeps
-# its two transactions off the ORM session (Core statements only; see ``db.session.core_transaction``).
-Executor = AsyncSession | AsyncConnection
+# What the insert-or-get helpers run on: a session, a connection, or the lean connection where the
+# booking path keeps its two transactions (Core statements only; see ``db.session.core_transaction``).
+Executor = AsyncSession | AsyncConnection | LeanConnection
 
 
 def dialect_name(db: Executor) -> str:
-    return db.dialect.name if isinstance(db, AsyncConnection) else db.get_bind().dialect.name
+    return db.get_bind().dialect.name if isinstance(db, AsyncSession) else db.dialect.name
 
 
 async def insert_or_nothing(session: Executor, table: Table, values: dict[str, Any]) -> bool:

@@ -9,13 +9,13 @@ from typing import Any
 
 from sqlalchemy import event, exc
 from sqlalchemy.ext.asyncio import (
-    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
 
+from voicebook.db.lean import LeanConnection, lean_transaction
 from voicebook.settings import to_async_url
 
 CONNECT_TIMEOUT_SECONDS = 3
@@ -109,15 +109,16 @@ async def transaction(
 @asynccontextmanager
 async def core_transaction(
     sessionmaker: async_sessionmaker[AsyncSession],
-) -> AsyncIterator[AsyncConnection]:
-    """One transaction on a bare connection of the sessionmaker's engine: commit on success, roll back
+) -> AsyncIterator[LeanConnection]:
+    """One transaction on a pooled connection of the sessionmaker's engine: commit on success, roll back
     on any exception, like :func:`transaction`.
 
-    For the booking path's two transactions, which run Core statements only: the ORM session adds
-    work to every statement (execution options merged, state tracking) that buys nothing there.
+    For the booking path's two transactions, which run Core statements only: neither the ORM session
+    (execution options merged, state tracking) nor ``Connection.execute``'s per-statement machinery buys
+    anything there (see ``db.lean``).
     """
     engine: AsyncEngine = sessionmaker.kw["bind"]
-    async with engine.begin() as conn:
+    async with lean_transaction(engine) as conn:
         yield conn
 
 

@@ -1,0 +1,189 @@
+"""``db.lean``: the booking path's transactions without ``Connection.execute`` (issue 17), on all three
+databases. Each test pins one thing the lean path must do exactly as SQLAlchemy's own execution does:
+the values written and read back (type processing both ways), Python-side column defaults, primary keys,
+row counts of compare-and-set updates (with an expanding ``IN``), the exceptions callers catch, and what
+becomes of the transaction and the pooled connection after an error, a lost connection or a cancel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Table, bindparam, func, insert, select, text, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, NoResultFound
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from voicebook.db.lean import lean_transaction
+from voicebook.db.models import Company, GuardEvent
+from voicebook.db.queries import insert_or_get, insert_or_nothing
+
+pytestmark = pytest.mark.asyncio
+
+NOW = datetime(2030, 3, 4, 7, 0, 0, 123456, tzinfo=UTC)
+COMPANIES: Table = Company.__table__  # type: ignore[assignment]
+EVENTS: Table = GuardEvent.__table__  # type: ignore[assignment]
+INSERT_COMPANY = insert(COMPANIES)
+BY_SLUG = select(COMPANIES).where(COMPANIES.c.slug == bindparam("slug"))
+RENAME_IF = (
+    update(COMPANIES)
+    .where(COMPANIES.c.id == bindparam("cid"), COMPANIES.c.locale.in_(bindparam("locales", expanding=True)))
+    .values(name=bindparam("new_name"))
+)
+
+
+def _company(slug: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "slug": slug,
+        "name": f"Salon {slug}",
+        "timezone": "Europe/Berlin",
+        "email_domain": f"{slug}.example",
+        "locale": "de",
+        "country": "DE",
+        "created_at": NOW,
+        "updated_at": NOW,
+        **extra,
+    }
+
+
+async def _count(engine: AsyncEngine, table: Table) -> int:
+    async with engine.connect() as conn:
+        return int((await conn.execute(select(func.count()).select_from(table))).scalar_one())
+
+
+async def test_a_committed_insert_reads_back_the_same_through_sqlalchemy(engine: AsyncEngine) -> None:
+    async with lean_transaction(engine) as conn:
+        result = await conn.execute(INSERT_COMPANY, _company("a"))
+    (company_id,) = result.inserted_primary_key or (None,)
+    async with engine.connect() as conn2:
+        row = (await conn2.execute(select(COMPANIES).where(COMPANIES.c.slug == "a"))).one()
+    assert row.id == company_id
+    assert row.created_at == NOW  # an aware UTC datetime, microseconds kept, on every backend
+    assert row.name == "Salon a"
+
+
+async def test_a_select_reads_what_sqlalchemy_wrote_with_types_processed(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(INSERT_COMPANY, _company("b"))
+    async with lean_transaction(engine) as lean:
+        row = (await lean.execute(BY_SLUG, {"slug": "b"})).one()
+    assert row.created_at == NOW and row.created_at.tzinfo is not None
+    assert row._mapping["slug"] == "b"
+    assert row.slug == "b"
+    assert row[0] == row.id
+
+
+async def test_python_side_defaults_and_json_are_written(engine: AsyncEngine) -> None:
+    """guard_events.created_at has a Python default (no value given) and details is JSON."""
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    async with lean_transaction(engine) as conn:
+        await conn.execute(
+            insert(EVENTS),
+            {"layer": "l", "verdict": "v", "reason": "r", "call_id": "c", "attempt_id": None,
+             "company_id": None, "calcom_booking_uid": None, "details": {"k": [1, "ü"]}},
+        )  # fmt: skip
+    async with engine.connect() as conn2:
+        row = (await conn2.execute(select(EVENTS))).one()
+    assert row.details == {"k": [1, "ü"]}
+    assert before <= row.created_at <= datetime.now(UTC) + timedelta(seconds=1)
+
+
+async def test_an_update_counts_the_rows_it_moved_with_an_expanding_in(engine: AsyncEngine) -> None:
+    async with lean_transaction(engine) as conn:
+        result = await conn.execute(INSERT_COMPANY, _company("c"))
+        (cid,) = result.inserted_primary_key or (None,)
+        missed = await conn.execute(RENAME_IF, {"cid": cid, "locales": ["en", "fr"], "new_name": "X"})
+        one = await conn.execute(RENAME_IF, {"cid": cid, "locales": ["en", "de", "fr"], "new_name": "Y"})
+        single = await conn.execute(RENAME_IF, {"cid": cid, "locales": ["de"], "new_name": "Z"})
+        none = await conn.execute(RENAME_IF, {"cid": cid, "locales": [], "new_name": "W"})
+    assert (missed.rowcount, one.rowcount, single.rowcount, none.rowcount) == (0, 1, 1, 0)
+    async with lean_transaction(engine) as conn:
+        assert (await conn.execute(BY_SLUG, {"slug": "c"})).one().name == "Z"
+
+
+async def test_insert_or_get_and_insert_or_nothing_run_on_it(engine: AsyncEngine) -> None:
+    async with lean_transaction(engine) as conn:
+        first = await insert_or_get(conn, COMPANIES, _company("d"), ("slug",))
+        again = await insert_or_get(conn, COMPANIES, _company("d", name="Other"), ("slug",))
+        inserted = await insert_or_nothing(conn, COMPANIES, _company("d"))
+    assert first.inserted and not again.inserted and not inserted
+    assert first.row is not None and again.row is not None
+    assert (again.row.id, again.row.name) == (first.row.id, "Salon d")
+
+
+async def test_a_unique_violation_is_sqlalchemys_integrity_error_and_rolls_back(engine: AsyncEngine) -> None:
+    with pytest.raises(IntegrityError):
+        async with lean_transaction(engine) as conn:
+            await conn.execute(INSERT_COMPANY, _company("e"))
+            await conn.execute(INSERT_COMPANY, _company("e"))
+    assert await _count(engine, COMPANIES) == 0  # the first insert went with the transaction
+    async with lean_transaction(engine) as conn:  # and the pooled connection is usable again
+        await conn.execute(INSERT_COMPANY, _company("e"))
+    assert await _count(engine, COMPANIES) == 1
+
+
+async def test_an_exception_in_the_body_rolls_back(engine: AsyncEngine) -> None:
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom):
+        async with lean_transaction(engine) as conn:
+            await conn.execute(INSERT_COMPANY, _company("f"))
+            raise Boom
+    assert await _count(engine, COMPANIES) == 0
+
+
+async def test_one_raises_without_a_row_and_a_missing_parameter_is_refused(engine: AsyncEngine) -> None:
+    async with lean_transaction(engine) as conn:
+        with pytest.raises(NoResultFound):
+            (await conn.execute(BY_SLUG, {"slug": "nobody"})).one()
+        assert (await conn.execute(BY_SLUG, {"slug": "nobody"})).one_or_none() is None
+        with pytest.raises(Exception, match="slug"):
+            await conn.execute(BY_SLUG, {})
+
+
+async def test_a_cancelled_transaction_commits_nothing_and_leaves_a_working_pool(engine: AsyncEngine) -> None:
+    started = asyncio.Event()
+
+    async def slow() -> None:
+        async with lean_transaction(engine) as conn:
+            await conn.execute(INSERT_COMPANY, _company("g"))
+            started.set()
+            await asyncio.sleep(30)
+
+    task = asyncio.create_task(slow())
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await _count(engine, COMPANIES) == 0
+    async with lean_transaction(engine) as conn:
+        await conn.execute(INSERT_COMPANY, _company("g"))
+    assert await _count(engine, COMPANIES) == 1
+
+
+@pytest.mark.parametrize("db_url", ["postgresql", "mariadb"], indirect=True)
+async def test_a_connection_lost_mid_transaction_is_a_dbapi_error_and_is_replaced(engine: AsyncEngine) -> None:
+    """The server kills our backend mid-transaction: the error says the connection was invalidated, and
+    the next transaction gets a fresh connection instead of the dead one."""
+    killer = engine
+    with pytest.raises(DBAPIError) as caught:
+        async with lean_transaction(engine) as conn:
+            await conn.execute(INSERT_COMPANY, _company("h"))
+            if conn.dialect.name == "postgresql":
+                victim = (await conn.execute(select(func.pg_backend_pid()))).scalar_one()
+                sql = text("SELECT pg_terminate_backend(:pid)")
+            else:
+                victim = (await conn.execute(select(func.connection_id()))).scalar_one()
+                sql = text(f"KILL {int(victim)}")
+            async with killer.connect() as other:
+                await other.execute(sql, {"pid": victim})
+            await asyncio.sleep(0.2)
+            await conn.execute(BY_SLUG, {"slug": "h"})
+    assert caught.value.connection_invalidated
+    assert await _count(engine, COMPANIES) == 0
+    async with lean_transaction(engine) as conn:
+        await conn.execute(INSERT_COMPANY, _company("h"))
+    assert await _count(engine, COMPANIES) == 1
