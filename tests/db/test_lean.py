@@ -69,7 +69,8 @@ async def test_a_select_reads_what_sqlalchemy_wrote_with_types_processed(engine:
         await conn.execute(INSERT_COMPANY, _company("b"))
     async with lean_transaction(engine) as lean:
         row = (await lean.execute(BY_SLUG, {"slug": "b"})).one()
-    assert row.created_at == NOW and row.created_at.tzinfo is not None
+    assert row.created_at == NOW
+    assert row.created_at.tzinfo is not None
     assert row._mapping["slug"] == "b"
     assert row.slug == "b"
     assert row[0] == row.id
@@ -108,16 +109,20 @@ async def test_insert_or_get_and_insert_or_nothing_run_on_it(engine: AsyncEngine
         first = await insert_or_get(conn, COMPANIES, _company("d"), ("slug",))
         again = await insert_or_get(conn, COMPANIES, _company("d", name="Other"), ("slug",))
         inserted = await insert_or_nothing(conn, COMPANIES, _company("d"))
-    assert first.inserted and not again.inserted and not inserted
-    assert first.row is not None and again.row is not None
+    assert (first.inserted, again.inserted, inserted) == (True, False, False)
+    assert first.row is not None
+    assert again.row is not None
     assert (again.row.id, again.row.name) == (first.row.id, "Salon d")
 
 
 async def test_a_unique_violation_is_sqlalchemys_integrity_error_and_rolls_back(engine: AsyncEngine) -> None:
-    with pytest.raises(IntegrityError):
+    async def twice() -> None:
         async with lean_transaction(engine) as conn:
             await conn.execute(INSERT_COMPANY, _company("e"))
             await conn.execute(INSERT_COMPANY, _company("e"))
+
+    with pytest.raises(IntegrityError):
+        await twice()
     assert await _count(engine, COMPANIES) == 0  # the first insert went with the transaction
     async with lean_transaction(engine) as conn:  # and the pooled connection is usable again
         await conn.execute(INSERT_COMPANY, _company("e"))
@@ -128,10 +133,13 @@ async def test_an_exception_in_the_body_rolls_back(engine: AsyncEngine) -> None:
     class Boom(Exception):
         pass
 
-    with pytest.raises(Boom):
+    async def fails() -> None:
         async with lean_transaction(engine) as conn:
             await conn.execute(INSERT_COMPANY, _company("f"))
             raise Boom
+
+    with pytest.raises(Boom):
+        await fails()
     assert await _count(engine, COMPANIES) == 0
 
 
@@ -165,11 +173,12 @@ async def test_a_cancelled_transaction_commits_nothing_and_leaves_a_working_pool
 
 
 @pytest.mark.parametrize("db_url", ["postgresql", "mariadb"], indirect=True)
-async def test_a_connection_lost_mid_transaction_is_a_dbapi_error_and_is_replaced(engine: AsyncEngine) -> None:
+async def test_a_lost_connection_is_a_dbapi_error_and_is_replaced(engine: AsyncEngine) -> None:
     """The server kills our backend mid-transaction: the error says the connection was invalidated, and
     the next transaction gets a fresh connection instead of the dead one."""
     killer = engine
-    with pytest.raises(DBAPIError) as caught:
+
+    async def killed_midway() -> None:
         async with lean_transaction(engine) as conn:
             await conn.execute(INSERT_COMPANY, _company("h"))
             if conn.dialect.name == "postgresql":
@@ -182,6 +191,9 @@ async def test_a_connection_lost_mid_transaction_is_a_dbapi_error_and_is_replace
                 await other.execute(sql, {"pid": victim})
             await asyncio.sleep(0.2)
             await conn.execute(BY_SLUG, {"slug": "h"})
+
+    with pytest.raises(DBAPIError) as caught:
+        await killed_midway()
     assert caught.value.connection_invalidated
     assert await _count(engine, COMPANIES) == 0
     async with lean_transaction(engine) as conn:
