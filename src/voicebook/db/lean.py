@@ -178,29 +178,31 @@ class _Plans:
     def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect
         self._plans: dict[tuple[Any, tuple[str, ...], tuple[int, ...]], _Plan] = {}
-        self._rows: dict[tuple[int, tuple[Any, ...]], _Shape] = {}
+        self._rows: dict[int, _Shape] = {}
 
     def get(self, stmt: Any, params: Mapping[str, Any]) -> _Plan:
-        names = tuple(sorted(params))
-        # List values may feed an expanding IN: their lengths are part of the plan (JSON lists just
-        # share one plan per length).
-        lengths = tuple(len(v) if isinstance(v, list | tuple) else -1 for _, v in sorted(params.items()))
+        # The names in the caller's order (one code path passes them in one order; another order only
+        # costs another plan). List values may feed an expanding IN: their lengths are part of the plan
+        # (a JSON list just shares one plan per length).
+        names = tuple(params)
+        lengths = tuple(len(v) for v in params.values() if type(v) is list or type(v) is tuple)
         key = (stmt, names, lengths)
         plan = self._plans.get(key)
         if plan is None:
             if len(self._plans) >= _PLAN_CACHE_SIZE:
                 self._plans.clear()
                 self._rows.clear()
-            sizes = {n: size for n, size in zip(names, lengths, strict=True) if size >= 0}
-            plan = self._plans[key] = _plan(self.dialect, stmt, names, sizes)
+            sizes = {n: len(v) for n, v in params.items() if type(v) is list or type(v) is tuple}
+            plan = self._plans[key] = _plan(self.dialect, stmt, tuple(sorted(names)), sizes)
         return plan
 
     def row_shape(self, plan: _Plan, description: Sequence[Sequence[Any]]) -> _Shape:
         """Result processors (by the driver's column types, as SQLAlchemy picks them) and the row class."""
-        coltypes = tuple(d[1] for d in description)
-        key = (id(plan), coltypes)
+        # Per plan: one statement on one database returns the same column types every time.
+        key = id(plan)
         shape = self._rows.get(key)
         if shape is None:
+            coltypes = tuple(d[1] for d in description)
             columns = plan.compiled._result_columns
             if len(columns) != len(description):  # pragma: no cover - a textual statement
                 raise NotImplementedError("lean execution: result columns unknown to the compiler")
