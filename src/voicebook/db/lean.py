@@ -276,24 +276,17 @@ class _Asyncpg(_Driver):
 
 
 class _Generic(_Driver):
-    """aiosqlite and aiomysql: the driver opens its transaction implicitly (as under SQLAlchemy), a cursor
-    per statement, and the adapter's exception translation."""
+    """aiosqlite and aiomysql: the driver opens its transaction implicitly (as under SQLAlchemy), and the
+    adapter translates its exceptions."""
 
-    async def _cursor(self) -> Any:
+    async def _execute(self, sql: str, args: list[Any]) -> _Raw:
         raise NotImplementedError
 
     async def run(self, sql: str, args: list[Any]) -> _Raw:
         adapter = self.adapter
         try:
             async with adapter._execute_mutex:
-                cursor = await self._cursor()
-                try:
-                    await cursor.execute(sql, args)
-                    description = cursor.description
-                    rows = list(await cursor.fetchall()) if description else []
-                    return rows, description, cursor.rowcount, cursor.lastrowid
-                finally:
-                    await cursor.close()
+                return await self._execute(sql, args)
         except Exception as error:
             adapter._handle_exception(error)
             raise  # pragma: no cover - the adapter always raises (translated)
@@ -314,14 +307,29 @@ class _Generic(_Driver):
 
 
 class _Aiosqlite(_Generic):
-    async def _cursor(self) -> Any:
-        return await self.adapter._connection.cursor()
+    """Each aiosqlite call is a hop to the connection's thread and back, so as few as possible: execute
+    (cursor and statement in one), then fetch if there are rows. The rows are fetched in full, so the
+    statement is finished; the cursor goes with its object (closing it would be one more hop)."""
+
+    async def _execute(self, sql: str, args: list[Any]) -> _Raw:
+        cursor = await self.adapter._connection.execute(sql, args)
+        description = cursor.description
+        rows = list(await cursor.fetchall()) if description else []
+        return rows, description, cursor.rowcount, cursor.lastrowid
 
 
 class _Aiomysql(_Generic):
-    async def _cursor(self) -> Any:
-        # The adapter's cursor class (it skips a SHOW WARNINGS round trip per statement).
-        return await self.adapter._connection.cursor(self.adapter.dbapi.Cursor)
+    async def _execute(self, sql: str, args: list[Any]) -> _Raw:
+        # The adapter's cursor class (it skips a SHOW WARNINGS round trip per statement); a buffered
+        # cursor, so fetching and closing do no I/O.
+        cursor = await self.adapter._connection.cursor(self.adapter.dbapi.Cursor)
+        try:
+            await cursor.execute(sql, args)
+            description = cursor.description
+            rows = list(await cursor.fetchall()) if description else []
+            return rows, description, cursor.rowcount, cursor.lastrowid
+        finally:
+            await cursor.close()
 
 
 _DRIVERS: Mapping[str, type[_Driver]] = {"asyncpg": _Asyncpg, "aiosqlite": _Aiosqlite, "aiomysql": _Aiomysql}
