@@ -20,6 +20,7 @@ personal data (the admin page, CLI reports) mask the same way the logs do.
 from __future__ import annotations
 
 import functools
+import json as _json
 import logging
 import re
 import sys
@@ -210,6 +211,8 @@ def redact(obj: object) -> object:
     number); any other object is logged by its ``str`` and that string is redacted, because renderers
     would otherwise print its ``repr`` unchecked.
     """
+    if obj.__class__ is str:  # the common case first; the same branch as ``isinstance(obj, str)`` below
+        return _redact_text(obj)
     if obj is None or isinstance(obj, bool | int | float):
         return obj
     if isinstance(obj, str):
@@ -248,7 +251,15 @@ def register_secret(value: str | None) -> None:
 
 
 def _is_sensitive_key(key: object) -> bool:
-    return isinstance(key, str) and _SENSITIVE_KEY.search(key) is not None
+    return isinstance(key, str) and _sensitive_name(key)
+
+
+# Field names come from code (the keywords of log calls, the keys of logged header dicts), so a few
+# hundred cover them all and every line asks about each of its fields: one dictionary lookup instead of
+# a regex scan per field. The bound only matters for a logged mapping with ever new keys.
+@functools.lru_cache(maxsize=512)
+def _sensitive_name(key: str) -> bool:
+    return _SENSITIVE_KEY.search(key) is not None
 
 
 def redact_processor(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
@@ -257,6 +268,113 @@ def redact_processor(_: WrappedLogger, __: str, event_dict: EventDict) -> EventD
         key: value if key in _SAFE_KEYS else REDACTED if _is_sensitive_key(key) else redact(value)
         for key, value in event_dict.items()
     }
+
+
+# ``json.dumps(obj, **options)`` is ``JSONEncoder(**options).encode(obj)``: with any non-default option it
+# builds a new encoder for every line. The renderer passes the same options every time (``ensure_ascii``
+# and structlog's ``default``), so the encoder is built once per set of options: the same output.
+@functools.lru_cache(maxsize=8)
+def _json_encoder(options: tuple[tuple[str, Any], ...]) -> _json.JSONEncoder:
+    return _json.JSONEncoder(**dict(options))
+
+
+def _json_dumps(obj: Any, **options: Any) -> str:
+    """``JSONRenderer``'s serializer: ``json.dumps`` with the encoder kept."""
+    return _json_encoder(tuple(options.items())).encode(obj)
+
+
+# The levels of the methods structlog's stdlib ``BoundLogger`` forwards under their own name. ``exception``
+# is not among them: the standard library adds the current exception to that record (``exc_info``).
+_LEVELS: Mapping[str, int] = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
+
+
+class _BoundLogger(structlog.stdlib.BoundLogger):
+    """structlog's stdlib logger, handing its events to ``logging`` without asking where they came from.
+
+    ``Logger.info()`` and friends look up the calling frame for every record (``findCaller``; structlog
+    installs one that walks the stack past its own frames), only to fill ``pathname``, ``lineno`` and
+    ``funcName``, which no output of ours shows: the JSON and console lines carry the event dict, never
+    the record's source position. So the record is made and handled here the way ``Logger._log`` makes
+    it when the position is unknown (``"(unknown file)"``, 0, ``"(unknown function)"``), and passes the
+    same level check, filters and handlers. Anything else (``exception``, a processor chain that ends
+    in something other than one message and ``extra``) takes the standard library's own path.
+    """
+
+    def _proxy_to_logger(
+        self, method_name: str, event: str | None = None, *event_args: str, **event_kw: Any
+    ) -> Any:
+        level = _LEVELS.get(method_name)
+        logger = self._logger
+        if level is None or not isinstance(logger, logging.Logger):
+            return super()._proxy_to_logger(method_name, event, *event_args, **event_kw)
+        if event_args:
+            event_kw["positional_args"] = event_args
+        try:
+            args, kw = self._process_event(method_name, event, event_kw)
+        except structlog.DropEvent:
+            return None
+        if len(args) != 1 or not kw.keys() <= {"extra"}:
+            return getattr(logger, method_name)(*args, **kw)
+        if logger.isEnabledFor(level):
+            extra = kw.get("extra")
+            unknown = ("(unknown file)", 0)
+            record = logger.makeRecord(
+                logger.name, level, *unknown, args[0], (), None, "(unknown function)", extra
+            )
+            logger.handle(record)
+        return None
+
+
+_MISSING = object()
+
+
+class _Formatter(logging.Formatter):
+    """``structlog.stdlib.ProcessorFormatter``'s work, without its copies: the line is the event dict,
+    run through ``processors`` (for a standard library record, through ``foreign_pre_chain`` first).
+
+    ``ProcessorFormatter`` copies every record (a second ``LogRecord``) so that it can overwrite the
+    copy's message and then hand it to ``logging.Formatter.format``, which for our ``"%(message)s"``
+    returns that message unchanged. This formatter returns the rendered line itself and changes nothing
+    on the record, so it needs no copy, and other handlers (pytest's ``caplog``) see the record as it
+    was. The event dict is the one ``ProcessorFormatter`` builds (``_record`` and ``_from_structlog``
+    included, which ``remove_processors_meta`` takes out again), so the same processors give the same
+    line; ``processors`` must end in a renderer that returns ``str``.
+    """
+
+    def __init__(self, foreign_pre_chain: list[Processor], processors: list[Processor]) -> None:
+        super().__init__()
+        self.foreign_pre_chain = tuple(foreign_pre_chain)
+        self.processors = tuple(processors)
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = record.__dict__
+        logger = fields.get("_logger", _MISSING)
+        method_name = fields.get("_name", _MISSING)
+        ed: Any
+        if logger is not _MISSING and method_name is not _MISSING:  # attached by wrap_for_formatter
+            ed = dict(record.msg)  # type: ignore[arg-type]  # an event dict, from structlog
+            ed["_record"] = record
+            ed["_from_structlog"] = True
+        else:
+            logger, method_name = None, record.levelname.lower()
+            ed = {"event": record.getMessage(), "_record": record, "_from_structlog": False}
+            if record.exc_info:
+                ed["exc_info"] = record.exc_info
+            if record.stack_info:
+                ed["stack_info"] = record.stack_info
+            for pre in self.foreign_pre_chain:
+                ed = pre(logger, method_name, ed)
+        for processor in self.processors:
+            ed = processor(logger, method_name, ed)
+        if not isinstance(ed, str):
+            raise TypeError(f"the last log processor must render a str, not {type(ed).__name__}")
+        return ed
 
 
 class _StderrHandler(logging.StreamHandler[TextIO]):
@@ -280,15 +398,10 @@ _HANDLER_MARK = "_voicebook_handler"
 _HANDED_OVER_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
 
 
-def configure_logging(level: str = "INFO", json: bool = True, stream: IO[str] | None = None) -> None:
-    """Route structlog and the standard library's ``logging`` into one redacted output on stderr.
-
-    Safe to call more than once (tests, ``create_app`` after the CLI): the handler installed by an
-    earlier call is replaced, never duplicated. ``json=False`` renders for a human at a terminal;
-    ``stream`` (default: whatever ``sys.stderr`` is at the time of each write) lets tests capture it.
-    """
+def _chains(json: bool) -> tuple[list[Processor], list[Processor]]:
+    """The processors every event passes: ``shared`` (structlog's and the standard library's events
+    alike, before rendering) and the formatter's, which redact and render."""
     timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
-    # Runs on structlog's and the standard library's events alike, before rendering.
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_logger_name,
@@ -296,21 +409,30 @@ def configure_logging(level: str = "INFO", json: bool = True, stream: IO[str] | 
         timestamper,
     ]
     renderer: Processor = (
-        structlog.processors.JSONRenderer(ensure_ascii=False)
+        structlog.processors.JSONRenderer(_json_dumps, ensure_ascii=False)
         if json
         else structlog.dev.ConsoleRenderer(colors=False)
     )
-    formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared,
-        processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.StackInfoRenderer(),
-            structlog.processors.format_exc_info,
-            structlog.processors.UnicodeDecoder(),
-            redact_processor,  # last before the renderer: nothing unredacted gets past it
-            renderer,
-        ],
-    )
+    processors: list[Processor] = [
+        structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+        structlog.processors.StackInfoRenderer(),
+        structlog.processors.format_exc_info,
+        structlog.processors.UnicodeDecoder(),
+        redact_processor,  # last before the renderer: nothing unredacted gets past it
+        renderer,
+    ]
+    return shared, processors
+
+
+def configure_logging(level: str = "INFO", json: bool = True, stream: IO[str] | None = None) -> None:
+    """Route structlog and the standard library's ``logging`` into one redacted output on stderr.
+
+    Safe to call more than once (tests, ``create_app`` after the CLI): the handler installed by an
+    earlier call is replaced, never duplicated. ``json=False`` renders for a human at a terminal;
+    ``stream`` (default: whatever ``sys.stderr`` is at the time of each write) lets tests capture it.
+    """
+    shared, processors = _chains(json)
+    formatter = _Formatter(foreign_pre_chain=shared, processors=processors)
     handler: logging.Handler = _StderrHandler() if stream is None else logging.StreamHandler(stream)
     handler.setFormatter(formatter)
     setattr(handler, _HANDLER_MARK, True)
@@ -341,7 +463,7 @@ def configure_logging(level: str = "INFO", json: bool = True, stream: IO[str] | 
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        wrapper_class=_BoundLogger,
         # Not cached: a module-level ``log = get_logger(...)`` used before configure_logging() ran
         # (imports, tests) must still pick up the configuration that is in force when it logs.
         cache_logger_on_first_use=False,
