@@ -305,3 +305,27 @@ def _reservation() -> dict[str, object]:
         "reservationDuration": 5,
         "reservationUntil": "2030-03-05T08:05:00.000Z",
     }
+
+
+@pytest.mark.asyncio
+async def test_cookies_are_kept_and_sent_as_httpx_keeps_them() -> None:
+    """The client skips reading cookies from responses that set none; one that sets a cookie is kept and
+    sent back, one without leaves the jar as it was, and cookies set on the client are sent too."""
+    seen: list[str | None] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("cookie"))
+        if request.url.path == "/set":
+            return httpx.Response(200, headers={"set-cookie": "__cf_bm=abc; Path=/; HttpOnly"}, json={})
+        return httpx.Response(200, json={})
+
+    http = build_http_client("https://api.cal.com", API_KEY, 5.0, transport=httpx.MockTransport(answer))
+    await http.get("/plain")
+    assert not http.cookies
+    await http.get("/set")
+    await http.get("/plain")
+    await http.get("/plain")
+    assert dict(http.cookies) == {"__cf_bm": "abc"}
+    http.cookies = {"other": "1"}  # type: ignore[assignment]
+    await http.get("/plain")
+    assert seen == [None, None, "__cf_bm=abc", "__cf_bm=abc", "other=1"]
