@@ -61,6 +61,7 @@ _BEARER = re.compile(r"\b(Bearer)\s+[A-Za-z0-9\-._~+/]+=*", re.I)
 # ``sk_``/``rk_`` secret keys. ``call_...`` ids do not match: the prefix is ``cal_``, not ``call_``; nor do
 # names like ``idempotency_key_x`` (no word boundary before ``key_``).
 _API_KEY = re.compile(r"\b(?:whsec|sk|rk|cal_live|cal_test|cal|key)_[A-Za-z0-9][A-Za-z0-9_\-]{5,}")
+_API_KEY_PREFIXES = ("whsec_", "sk_", "rk_", "cal_", "key_")  # one of them is in every match of _API_KEY
 # The configured secret values themselves (``register_secrets``): a key without a known prefix, or one
 # pasted where no pattern expects it, is still never written.
 _MIN_SECRET_CHARS = 6
@@ -176,7 +177,8 @@ def _redact_text(text: str) -> str:
     A pure function of the text, so it is memoised: a request's lines repeat the same values (call id,
     attempt id, company, function), which are then redacted once. Each pattern only runs when the text
     holds what every one of its matches must contain (``v=``, "bearer", ``cal_``/``key_``, 64
-    characters): the same result, without scanning text that cannot match.
+    characters, seven digits for a phone number to be masked): the same result, without scanning text
+    that cannot match (a new call id, attempt id or booking uid on every booking).
     """
     if not text:
         return text
@@ -188,13 +190,13 @@ def _redact_text(text: str) -> str:
         text = _RETELL_SIGNATURE.sub(REDACTED, text)
     if "bearer" in text.lower():
         text = _BEARER.sub(rf"\1 {REDACTED}", text)
-    if "_" in text:  # every prefixed credential has one (cal_, key_, whsec_, sk_, rk_)
+    if "_" in text and any(prefix in text for prefix in _API_KEY_PREFIXES):
         text = _API_KEY.sub(REDACTED, text)
     if len(text) >= 64:
         text = _HEX_DIGEST.sub(REDACTED, text)
     if "@" in text:
         text = _EMAIL.sub(r"\1***@\2", text)
-    if any(ch.isdigit() for ch in text):
+    if sum(map(str.isdigit, text)) >= _MIN_PHONE_DIGITS:  # else no match has enough digits to be masked
         text = _PHONE_OR_DATE.sub(_mask_phone_match, text)
     return text
 
