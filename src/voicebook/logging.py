@@ -420,7 +420,8 @@ def _chains(json: bool) -> tuple[list[Processor], list[Processor]]:
     )
     processors: list[Processor] = [
         structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-        structlog.processors.StackInfoRenderer(),
+        # The stack of ``stack_info=True`` ends where it did with ProcessorFormatter, not in _Formatter.
+        structlog.processors.StackInfoRenderer(additional_ignores=[__name__]),
         structlog.processors.format_exc_info,
         structlog.processors.UnicodeDecoder(),
         redact_processor,  # last before the renderer: nothing unredacted gets past it
