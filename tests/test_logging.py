@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -265,3 +266,115 @@ def test_url_encoded_email_and_phone_in_a_query_string_are_masked() -> None:
     assert "booking+call_687@" not in line
     assert "%40" not in line
     assert "491701234567" not in line
+
+
+class _Keep(logging.Handler):
+    """Keeps the records it is handed, as pytest's ``caplog`` does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+_ISO_INSTANT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d+Z")
+
+
+@pytest.mark.parametrize("as_json", [True, False])
+def test_the_formatter_renders_what_structlogs_processor_formatter_renders(
+    stream: io.StringIO, as_json: bool
+) -> None:
+    """``_Formatter`` skips ``ProcessorFormatter``'s record copy; the lines must not change, nor the records
+    that other handlers see. (A standard library record is stamped when it is formatted, so the two
+    renderings differ in that instant only: it is blanked out. ``stack_info=True`` is left out: the stack
+    is the formatting call's, which differs by construction.)"""
+    from voicebook.logging import _chains, _Formatter
+
+    keep = _Keep()
+    logging.getLogger().addHandler(keep)
+    try:
+        structlog.contextvars.bind_contextvars(call_id=CALL_ID, attempt_id=42)
+        log = get_logger("voicebook.test")
+        log.info("booking.recorded", calcom_booking_uid=BOOKING_UID, phone=PHONE, start=START)
+        log.warning("caller %s said %s", PHONE, EMAIL)
+        log.log(logging.ERROR, "by.level", count=3, ratio=0.5, ok=True, nothing=None)
+        log.critical("nested", args={"phone": PHONE, "notes": [EMAIL, "Jörg"]}, api_key=CAL_KEY)
+        logging.getLogger("uvicorn.error").warning("caller %s said %s", PHONE, EMAIL)
+        try:
+            raise ValueError(f"no customer for {PHONE}")
+        except ValueError:
+            log.exception("customer.lookup_failed")
+            logging.getLogger("sqlalchemy").exception("query failed for %s", EMAIL)
+    finally:
+        logging.getLogger().removeHandler(keep)
+
+    shared, processors = _chains(as_json)
+    ours = _Formatter(foreign_pre_chain=shared, processors=processors)
+    theirs = structlog.stdlib.ProcessorFormatter(foreign_pre_chain=shared, processors=processors)
+    assert len(keep.records) == 7
+    for record in keep.records:
+        before = dict(record.__dict__)
+        line = ours.format(record)
+        assert record.__dict__ == before  # nothing written onto the record others see
+        assert _ISO_INSTANT.sub("T", line) == _ISO_INSTANT.sub("T", theirs.format(record))
+        for secret in (PHONE, EMAIL, CAL_KEY):
+            assert secret not in line
+    if as_json:  # formatted while the exception was being handled, as in the app
+        failed = next(line for line in lines(stream) if line["event"] == "customer.lookup_failed")
+        assert "ValueError: no customer for +49301****67" in failed["exception"]
+
+
+def test_structlog_records_reach_every_handler_with_level_name_and_event(stream: io.StringIO) -> None:
+    """Records are made without looking up the caller's frame; what handlers use of them is all there."""
+    keep = _Keep()
+    logging.getLogger().addHandler(keep)
+    try:
+        log = get_logger("voicebook.test")
+        log.debug("at.debug")
+        log.info("at.info", n=1)
+        log.warning("at.warning")
+        log.error("at.error")
+        log.critical("at.critical")
+        log.fatal("at.fatal")
+        log.log(logging.INFO, "at.log")
+        try:
+            raise KeyError("x")
+        except KeyError:
+            log.exception("at.exception")
+    finally:
+        logging.getLogger().removeHandler(keep)
+
+    seen = [(r.name, r.levelno, r.msg["event"]) for r in keep.records]  # type: ignore[index]
+    assert seen == [
+        ("voicebook.test", logging.DEBUG, "at.debug"),
+        ("voicebook.test", logging.INFO, "at.info"),
+        ("voicebook.test", logging.WARNING, "at.warning"),
+        ("voicebook.test", logging.ERROR, "at.error"),
+        ("voicebook.test", logging.CRITICAL, "at.critical"),
+        ("voicebook.test", logging.CRITICAL, "at.fatal"),
+        ("voicebook.test", logging.INFO, "at.log"),
+        ("voicebook.test", logging.ERROR, "at.exception"),
+    ]
+    assert keep.records[-1].exc_info is not None  # the standard library's own path, as before
+    assert [line["event"] for line in lines(stream)] == [event for _, _, event in seen]
+    assert "KeyError" in lines(stream)[-1]["exception"]
+
+
+def test_json_serializer_is_json_dumps() -> None:
+    """The kept encoder gives what ``json.dumps`` with the renderer's options gives."""
+    from voicebook.logging import _json_dumps
+
+    def fallback(obj: object) -> str:
+        return f"<{type(obj).__name__}>"
+
+    events: list[dict[str, Any]] = [
+        {"event": "x", "n": 1, "f": 0.1, "big": 10**30, "ok": False, "none": None},
+        {"event": "Jörg ✓ \u2028 \x00", "nested": {"list": [1, "a", {"b": [None]}]}},
+        {"event": "object", "value": object(), "nan": float("nan")},
+    ]
+    for event in events:
+        for options in ({"ensure_ascii": False, "default": fallback}, {"default": fallback, "indent": 2}):
+            assert _json_dumps(event, **options) == json.dumps(event, **options)
+    assert _json_dumps(events[0]) == json.dumps(events[0])

@@ -142,3 +142,26 @@ def test_multiprocess_mode_sums_the_workers(tmp_path: Path, monkeypatch: pytest.
     got = rendered_samples(metrics.render_metrics()[0])
     assert got[("voicebook_reconciler_oldest_open_attempt_seconds", frozenset())] == 120
     assert got[("voicebook_booking_attempts_total", frozenset({("outcome", "booked")}))] == 5
+
+
+def test_children_are_the_labelled_series_themselves() -> None:
+    """``Children`` keeps what ``labels()`` returns: counting through it is counting the same series."""
+    before = sample("voicebook_booking_attempts_total", outcome="conflict")
+    metrics.booking_attempt("conflict").inc()
+    metrics.booking_attempt("conflict").inc(2)
+    assert metrics.booking_attempt("conflict") is metrics.BOOKING_ATTEMPTS.labels(outcome="conflict")
+    assert sample("voicebook_booking_attempts_total", outcome="conflict") == before + 3
+
+    calls = "voicebook_function_call_duration_seconds_count"
+    seconds = sample(calls, function="check_availability")
+    metrics.function_call_seconds("check_availability").observe(0.2)
+    assert sample(calls, function="check_availability") == seconds + 1
+
+    template = "bookings.children_test"
+    metrics.observe_calcom(template, 201, 0.1)
+    metrics.observe_calcom(template, 201, 0.3)
+    metrics.observe_calcom(template, "ConnectError", 0.1)
+    assert sample("voicebook_calcom_responses_total", endpoint=template, status="201") == 2
+    assert sample("voicebook_calcom_responses_total", endpoint=template, status="ConnectError") == 1
+    assert sample("voicebook_calcom_request_duration_seconds_count", endpoint=template) == 3
+    assert sample("voicebook_calcom_request_duration_seconds_sum", endpoint=template) == pytest.approx(0.5)

@@ -5,8 +5,11 @@ Why it looks like this:
 - Logs are read by ``grep`` and by log shippers, so every line is one JSON object on stderr, and the
   guard phrases (``STALE BOOKING DETECTED``, ``CALL ID MISMATCH``, ``DUPLICATE BOOKING ID IN
   DATABASE``) appear verbatim in ``event``.
-- structlog renders through the standard library's ``logging`` (``ProcessorFormatter``), so uvicorn's,
-  SQLAlchemy's and httpx's records come out as the same JSON lines and pass the same redaction.
+- structlog renders through the standard library's ``logging`` (``_Formatter``: structlog's processors run
+  on every record, as ``ProcessorFormatter`` runs them), so uvicorn's, SQLAlchemy's and httpx's records
+  come out as the same JSON lines and pass the same redaction.
+- A line is cheap (about 25 µs): records are made without looking up the caller's frame, formatted
+  without a copy, rendered by one kept JSON encoder (``_BoundLogger``, ``_Formatter``, ``_json_dumps``).
 - Callers' phone numbers and e-mail addresses are personal data and API keys, bearer tokens and
   signatures are credentials: neither belongs in a log file. Redaction is the *last* step before
   rendering, so no processor, library or careless ``log.info(..., body=raw)`` can get around it.
@@ -20,6 +23,7 @@ personal data (the admin page, CLI reports) mask the same way the logs do.
 from __future__ import annotations
 
 import functools
+import json as _json
 import logging
 import re
 import sys
@@ -57,6 +61,7 @@ _BEARER = re.compile(r"\b(Bearer)\s+[A-Za-z0-9\-._~+/]+=*", re.I)
 # ``sk_``/``rk_`` secret keys. ``call_...`` ids do not match: the prefix is ``cal_``, not ``call_``; nor do
 # names like ``idempotency_key_x`` (no word boundary before ``key_``).
 _API_KEY = re.compile(r"\b(?:whsec|sk|rk|cal_live|cal_test|cal|key)_[A-Za-z0-9][A-Za-z0-9_\-]{5,}")
+_API_KEY_PREFIXES = ("whsec_", "sk_", "rk_", "cal_", "key_")  # one of them is in every match of _API_KEY
 # The configured secret values themselves (``register_secrets``): a key without a known prefix, or one
 # pasted where no pattern expects it, is still never written.
 _MIN_SECRET_CHARS = 6
@@ -172,7 +177,8 @@ def _redact_text(text: str) -> str:
     A pure function of the text, so it is memoised: a request's lines repeat the same values (call id,
     attempt id, company, function), which are then redacted once. Each pattern only runs when the text
     holds what every one of its matches must contain (``v=``, "bearer", ``cal_``/``key_``, 64
-    characters): the same result, without scanning text that cannot match.
+    characters, seven digits for a phone number to be masked): the same result, without scanning text
+    that cannot match (a new call id, attempt id or booking uid on every booking).
     """
     if not text:
         return text
@@ -184,13 +190,13 @@ def _redact_text(text: str) -> str:
         text = _RETELL_SIGNATURE.sub(REDACTED, text)
     if "bearer" in text.lower():
         text = _BEARER.sub(rf"\1 {REDACTED}", text)
-    if "_" in text:  # every prefixed credential has one (cal_, key_, whsec_, sk_, rk_)
+    if "_" in text and any(prefix in text for prefix in _API_KEY_PREFIXES):
         text = _API_KEY.sub(REDACTED, text)
     if len(text) >= 64:
         text = _HEX_DIGEST.sub(REDACTED, text)
     if "@" in text:
         text = _EMAIL.sub(r"\1***@\2", text)
-    if any(ch.isdigit() for ch in text):
+    if sum(map(str.isdigit, text)) >= _MIN_PHONE_DIGITS:  # else no match has enough digits to be masked
         text = _PHONE_OR_DATE.sub(_mask_phone_match, text)
     return text
 
@@ -210,6 +216,8 @@ def redact(obj: object) -> object:
     number); any other object is logged by its ``str`` and that string is redacted, because renderers
     would otherwise print its ``repr`` unchecked.
     """
+    if obj.__class__ is str:  # the common case first; the same branch as ``isinstance(obj, str)`` below
+        return _redact_text(obj)
     if obj is None or isinstance(obj, bool | int | float):
         return obj
     if isinstance(obj, str):
@@ -248,7 +256,15 @@ def register_secret(value: str | None) -> None:
 
 
 def _is_sensitive_key(key: object) -> bool:
-    return isinstance(key, str) and _SENSITIVE_KEY.search(key) is not None
+    return isinstance(key, str) and _sensitive_name(key)
+
+
+# Field names come from code (the keywords of log calls, the keys of logged header dicts), so a few
+# hundred cover them all and every line asks about each of its fields: one dictionary lookup instead of
+# a regex scan per field. The bound only matters for a logged mapping with ever new keys.
+@functools.lru_cache(maxsize=512)
+def _sensitive_name(key: str) -> bool:
+    return _SENSITIVE_KEY.search(key) is not None
 
 
 def redact_processor(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
@@ -257,6 +273,113 @@ def redact_processor(_: WrappedLogger, __: str, event_dict: EventDict) -> EventD
         key: value if key in _SAFE_KEYS else REDACTED if _is_sensitive_key(key) else redact(value)
         for key, value in event_dict.items()
     }
+
+
+# ``json.dumps(obj, **options)`` is ``JSONEncoder(**options).encode(obj)``: with any non-default option it
+# builds a new encoder for every line. The renderer passes the same options every time (``ensure_ascii``
+# and structlog's ``default``), so the encoder is built once per set of options: the same output.
+@functools.lru_cache(maxsize=8)
+def _json_encoder(options: tuple[tuple[str, Any], ...]) -> _json.JSONEncoder:
+    return _json.JSONEncoder(**dict(options))
+
+
+def _json_dumps(obj: Any, **options: Any) -> str:
+    """``JSONRenderer``'s serializer: ``json.dumps`` with the encoder kept."""
+    return _json_encoder(tuple(options.items())).encode(obj)
+
+
+# The levels of the methods structlog's stdlib ``BoundLogger`` forwards under their own name. ``exception``
+# is not among them: the standard library adds the current exception to that record (``exc_info``).
+_LEVELS: Mapping[str, int] = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
+
+
+class _BoundLogger(structlog.stdlib.BoundLogger):
+    """structlog's stdlib logger, handing its events to ``logging`` without asking where they came from.
+
+    ``Logger.info()`` and friends look up the calling frame for every record (``findCaller``; structlog
+    installs one that walks the stack past its own frames), only to fill ``pathname``, ``lineno`` and
+    ``funcName``, which no output of ours shows: the JSON and console lines carry the event dict, never
+    the record's source position. So the record is made and handled here the way ``Logger._log`` makes
+    it when the position is unknown (``"(unknown file)"``, 0, ``"(unknown function)"``), and passes the
+    same level check, filters and handlers. Anything else (``exception``, a processor chain that ends
+    in something other than one message and ``extra``) takes the standard library's own path.
+    """
+
+    def _proxy_to_logger(
+        self, method_name: str, event: str | None = None, *event_args: str, **event_kw: Any
+    ) -> Any:
+        level = _LEVELS.get(method_name)
+        logger = self._logger
+        if level is None or not isinstance(logger, logging.Logger):
+            return super()._proxy_to_logger(method_name, event, *event_args, **event_kw)
+        if event_args:
+            event_kw["positional_args"] = event_args
+        try:
+            args, kw = self._process_event(method_name, event, event_kw)
+        except structlog.DropEvent:
+            return None
+        if len(args) != 1 or not kw.keys() <= {"extra"}:
+            return getattr(logger, method_name)(*args, **kw)
+        if logger.isEnabledFor(level):
+            extra = kw.get("extra")
+            unknown = ("(unknown file)", 0)
+            record = logger.makeRecord(
+                logger.name, level, *unknown, args[0], (), None, "(unknown function)", extra
+            )
+            logger.handle(record)
+        return None
+
+
+_MISSING = object()
+
+
+class _Formatter(logging.Formatter):
+    """``structlog.stdlib.ProcessorFormatter``'s work, without its copies: the line is the event dict,
+    run through ``processors`` (for a standard library record, through ``foreign_pre_chain`` first).
+
+    ``ProcessorFormatter`` copies every record (a second ``LogRecord``) so that it can overwrite the
+    copy's message and then hand it to ``logging.Formatter.format``, which for our ``"%(message)s"``
+    returns that message unchanged. This formatter returns the rendered line itself and changes nothing
+    on the record, so it needs no copy, and other handlers (pytest's ``caplog``) see the record as it
+    was. The event dict is the one ``ProcessorFormatter`` builds (``_record`` and ``_from_structlog``
+    included, which ``remove_processors_meta`` takes out again), so the same processors give the same
+    line; ``processors`` must end in a renderer that returns ``str``.
+    """
+
+    def __init__(self, foreign_pre_chain: list[Processor], processors: list[Processor]) -> None:
+        super().__init__()
+        self.foreign_pre_chain = tuple(foreign_pre_chain)
+        self.processors = tuple(processors)
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = record.__dict__
+        logger = fields.get("_logger", _MISSING)
+        method_name = fields.get("_name", _MISSING)
+        ed: Any
+        if logger is not _MISSING and method_name is not _MISSING:  # attached by wrap_for_formatter
+            ed = dict(record.msg)  # type: ignore[arg-type]  # an event dict, from structlog
+            ed["_record"] = record
+            ed["_from_structlog"] = True
+        else:
+            logger, method_name = None, record.levelname.lower()
+            ed = {"event": record.getMessage(), "_record": record, "_from_structlog": False}
+            if record.exc_info:
+                ed["exc_info"] = record.exc_info
+            if record.stack_info:
+                ed["stack_info"] = record.stack_info
+            for pre in self.foreign_pre_chain:
+                ed = pre(logger, method_name, ed)
+        for processor in self.processors:
+            ed = processor(logger, method_name, ed)
+        if not isinstance(ed, str):
+            raise TypeError(f"the last log processor must render a str, not {type(ed).__name__}")
+        return ed
 
 
 class _StderrHandler(logging.StreamHandler[TextIO]):
@@ -280,15 +403,10 @@ _HANDLER_MARK = "_voicebook_handler"
 _HANDED_OVER_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
 
 
-def configure_logging(level: str = "INFO", json: bool = True, stream: IO[str] | None = None) -> None:
-    """Route structlog and the standard library's ``logging`` into one redacted output on stderr.
-
-    Safe to call more than once (tests, ``create_app`` after the CLI): the handler installed by an
-    earlier call is replaced, never duplicated. ``json=False`` renders for a human at a terminal;
-    ``stream`` (default: whatever ``sys.stderr`` is at the time of each write) lets tests capture it.
-    """
+def _chains(json: bool) -> tuple[list[Processor], list[Processor]]:
+    """The processors every event passes: ``shared`` (structlog's and the standard library's events
+    alike, before rendering) and the formatter's, which redact and render."""
     timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
-    # Runs on structlog's and the standard library's events alike, before rendering.
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_logger_name,
@@ -296,21 +414,31 @@ def configure_logging(level: str = "INFO", json: bool = True, stream: IO[str] | 
         timestamper,
     ]
     renderer: Processor = (
-        structlog.processors.JSONRenderer(ensure_ascii=False)
+        structlog.processors.JSONRenderer(_json_dumps, ensure_ascii=False)
         if json
         else structlog.dev.ConsoleRenderer(colors=False)
     )
-    formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared,
-        processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.StackInfoRenderer(),
-            structlog.processors.format_exc_info,
-            structlog.processors.UnicodeDecoder(),
-            redact_processor,  # last before the renderer: nothing unredacted gets past it
-            renderer,
-        ],
-    )
+    processors: list[Processor] = [
+        structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+        # The stack of ``stack_info=True`` ends where it did with ProcessorFormatter, not in _Formatter.
+        structlog.processors.StackInfoRenderer(additional_ignores=[__name__]),
+        structlog.processors.format_exc_info,
+        structlog.processors.UnicodeDecoder(),
+        redact_processor,  # last before the renderer: nothing unredacted gets past it
+        renderer,
+    ]
+    return shared, processors
+
+
+def configure_logging(level: str = "INFO", json: bool = True, stream: IO[str] | None = None) -> None:
+    """Route structlog and the standard library's ``logging`` into one redacted output on stderr.
+
+    Safe to call more than once (tests, ``create_app`` after the CLI): the handler installed by an
+    earlier call is replaced, never duplicated. ``json=False`` renders for a human at a terminal;
+    ``stream`` (default: whatever ``sys.stderr`` is at the time of each write) lets tests capture it.
+    """
+    shared, processors = _chains(json)
+    formatter = _Formatter(foreign_pre_chain=shared, processors=processors)
     handler: logging.Handler = _StderrHandler() if stream is None else logging.StreamHandler(stream)
     handler.setFormatter(formatter)
     setattr(handler, _HANDLER_MARK, True)
@@ -341,7 +469,7 @@ def configure_logging(level: str = "INFO", json: bool = True, stream: IO[str] | 
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        wrapper_class=_BoundLogger,
         # Not cached: a module-level ``log = get_logger(...)`` used before configure_logging() ran
         # (imports, tests) must still pick up the configuration that is in force when it logs.
         cache_logger_on_first_use=False,

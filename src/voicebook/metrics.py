@@ -23,7 +23,7 @@ import glob
 import os
 import shutil
 import tempfile
-from typing import Final
+from typing import Final, Generic, TypeVar
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -51,6 +51,9 @@ __all__ = [
     "RECONCILER_ACTIONS",
     "RECONCILER_BACKLOG",
     "RECONCILER_OLDEST_OPEN_SECONDS",
+    "Children",
+    "booking_attempt",
+    "function_call_seconds",
     "mark_process_exited",
     "observe_calcom",
     "prepare_multiprocess_dir",
@@ -156,6 +159,39 @@ for _kind in IDEMPOTENCY_HIT_KINDS:
     CALCOM_IDEMPOTENCY_HITS.labels(kind=_kind)
 
 
+M = TypeVar("M", Counter, Gauge, Histogram)
+
+
+class Children(Generic[M]):
+    """A labelled metric's children, each looked up once: ``children("booked")`` is ``labels("booked")``.
+
+    ``labels()`` checks and converts its arguments, takes the metric's lock and looks the child up on every
+    call, several times per booking; the child it returns is the same object each time (prometheus_client
+    keeps one per label values until ``remove``/``clear``, which voicebook never calls). So it is kept here
+    by its label values, given positionally in the metric's label order. The label values are
+    low-cardinality by construction (see the module docstring), so this holds as many entries as the
+    metric has series.
+    """
+
+    def __init__(self, metric: M) -> None:
+        self._metric: M = metric
+        self._children: dict[tuple[str, ...], M] = {}
+
+    def __call__(self, *values: str) -> M:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self._metric.labels(*values)
+        return child
+
+
+booking_attempt: Final = Children(BOOKING_ATTEMPTS)
+"""``booking_attempt(outcome).inc()``: ``BOOKING_ATTEMPTS.labels(outcome=outcome).inc()``, resolved once."""
+function_call_seconds: Final = Children(FUNCTION_CALL_SECONDS)
+"""``function_call_seconds(function).observe(s)``: ``FUNCTION_CALL_SECONDS.labels(function=...)``, once."""
+_calcom_seconds: Final = Children(CALCOM_REQUEST_SECONDS)
+_calcom_responses: Final = Children(CALCOM_RESPONSES)
+
+
 def observe_calcom(endpoint: str, status: int | str, seconds: float) -> None:
     """Record one Cal.com request: its duration and how it ended.
 
@@ -163,8 +199,8 @@ def observe_calcom(endpoint: str, status: int | str, seconds: float) -> None:
     ``"timeout"``, ``"connect_error"``, ``"reset"`` when no status arrived. Both go into one call so
     that the latency histogram and the status counter can never disagree about what was counted.
     """
-    CALCOM_REQUEST_SECONDS.labels(endpoint=endpoint).observe(seconds)
-    CALCOM_RESPONSES.labels(endpoint=endpoint, status=str(status)).inc()
+    _calcom_seconds(endpoint).observe(seconds)
+    _calcom_responses(endpoint, str(status)).inc()
 
 
 def render_metrics() -> tuple[bytes, str]:

@@ -239,3 +239,93 @@ async def test_a_broken_hook_does_not_fail_the_call() -> None:
             return_value=httpx.Response(200, json=success(booking_json(uid="abc")))
         )
         assert await _client(on_response=hook).get_booking("abc") is not None
+
+
+@pytest.mark.parametrize(
+    "base",
+    [
+        "https://api.cal.com",
+        "https://api.cal.com/v2/",
+        "http://127.0.0.1:8765",
+        "https://proxy.example/cal/api",
+    ],
+)
+@pytest.mark.asyncio
+async def test_fixed_paths_go_where_httpx_would_send_them(base: str) -> None:
+    """The client joins its fixed paths to ``base_url`` once (``CalcomClient._url``): the request must go to
+    the URL httpx builds from the relative path, for any base, and follow a base changed afterwards."""
+    from voicebook.calcom.client import FIXED_PATHS
+
+    sent: list[httpx.URL] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request.url)
+        if request.url.path.endswith("/reservations"):
+            return httpx.Response(201, json=success(_reservation()))
+        if request.url.path.endswith("/event-types"):
+            return httpx.Response(200, json=success([]))
+        if request.url.path.endswith("/slots"):
+            return httpx.Response(200, json=success({}))
+        if request.method == "POST":
+            return httpx.Response(201, json=success(booking_json()))
+        return httpx.Response(200, json={**success([]), "pagination": {"hasNextPage": False}})
+
+    http = build_http_client(base, API_KEY, 5.0, transport=httpx.MockTransport(answer))
+    client = CalcomClient(http, retry_sleep=NoSleep())
+
+    async def every_fixed_path() -> None:
+        await client.get_slots(101, START, START + timedelta(days=1))
+        await client.create_booking(event_type_id=101, start=START, name="Jane", time_zone="UTC")
+        await client.list_bookings(event_type_id=101)
+        await client.reserve_slot(101, START)
+        await client.list_event_types()
+
+    for _ in range(2):  # the second round is served from the kept URLs
+        await every_fixed_path()
+    http.base_url = httpx.URL("https://moved.example/base/")
+    await every_fixed_path()
+
+    paths = ("/v2/slots", "/v2/bookings", "/v2/bookings", "/v2/slots/reservations", "/v2/event-types")
+    assert set(paths) == FIXED_PATHS
+    original = build_http_client(base, None, 1.0)
+    without_query = [url.copy_with(query=None) for url in sent]
+    assert without_query[:5] == [original.build_request("GET", p).url for p in paths]
+    assert sent[5:10] == sent[:5]
+    assert without_query[10:] == [http.build_request("GET", p).url for p in paths]
+    assert str(without_query[-1]) == "https://moved.example/base/v2/event-types"
+
+
+def _reservation() -> dict[str, object]:
+    return {
+        "eventTypeId": 101,
+        "slotStart": "2030-03-05T09:00:00.000Z",
+        "slotEnd": "2030-03-05T09:30:00.000Z",
+        "slotDuration": 30,
+        "reservationUid": "r1",
+        "reservationDuration": 5,
+        "reservationUntil": "2030-03-05T08:05:00.000Z",
+    }
+
+
+@pytest.mark.asyncio
+async def test_cookies_are_kept_and_sent_as_httpx_keeps_them() -> None:
+    """The client skips reading cookies from responses that set none; one that sets a cookie is kept and
+    sent back, one without leaves the jar as it was, and cookies set on the client are sent too."""
+    seen: list[str | None] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("cookie"))
+        if request.url.path == "/set":
+            return httpx.Response(200, headers={"set-cookie": "__cf_bm=abc; Path=/; HttpOnly"}, json={})
+        return httpx.Response(200, json={})
+
+    http = build_http_client("https://api.cal.com", API_KEY, 5.0, transport=httpx.MockTransport(answer))
+    await http.get("/plain")
+    assert not http.cookies
+    await http.get("/set")
+    await http.get("/plain")
+    await http.get("/plain")
+    assert dict(http.cookies) == {"__cf_bm": "abc"}
+    http.cookies = {"other": "1"}  # type: ignore[assignment]
+    await http.get("/plain")
+    assert seen == [None, None, "__cf_bm=abc", "__cf_bm=abc", "other=1"]

@@ -106,3 +106,71 @@ def test_parsed_times_survive_any_later_arithmetic(
 
 def vars_of(command: object) -> list[object]:
     return [getattr(command, name) for name in command.__slots__]  # type: ignore[attr-defined]
+
+
+def _phone_e164_unmemoised(value: str, region: str) -> str | None:
+    """``fields.phone_e164`` as it was before its memo and its hand-over to the caller ID's memo."""
+    import phonenumbers
+
+    try:
+        number = phonenumbers.parse(value.strip(), region.upper())
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+
+
+phone_texts = st.builds(
+    "".join,
+    st.lists(
+        st.sampled_from([*"+0123456789 ()-./x#*", "ext. ", "%2B", "\u0663", "\u00a0", "\t"]),
+        max_size=40,
+    ),
+)
+known_numbers = st.sampled_from(
+    ["+4930123456", "+49 30 1234567", " +49 (0)30 1234567 ", "+1 212 555 0123", "+44 20 7946 0958",
+     "030 1234567", "0170 9996001", "(212) 555-0123", "+49 30 1234567 ext. 89", "+43 1 234567890",
+     "+49 30 1234567" + " " * 20, "+" + "4" * 16, "+49-30-1234567-0-0-0-0-0-0-0-0-0-0"]
+)  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(value=known_numbers | phone_texts, region=st.sampled_from(["DE", "US", "AT", "GB", "ZZ", "de"]))
+def test_phone_e164_answers_what_a_fresh_parse_answers(value: str, region: str) -> None:
+    """Memoised, and reading a ``+`` number through ``tenancy.e164_or_none``, ``phone_e164`` still gives
+    exactly what parsing the text there and then gives, for every region, and twice in a row."""
+    from voicebook.retell.fields import phone_e164
+
+    expected = _phone_e164_unmemoised(value, region)
+    for _ in range(2):
+        code = None
+        try:
+            got: str | None = phone_e164(value, "phone", region)
+        except ArgumentError as error:
+            code, got = error.code, None
+        assert got == expected
+        assert code == (None if expected else "bad_phone")
+
+
+@settings(max_examples=400, deadline=None)
+@given(value=st.text(max_size=40) | st.sampled_from(["Anna\x00 Müller", "a\u2028b", "x\u200b", "\x7f\x85 z"]))
+def test_text_drops_exactly_the_control_characters(value: str) -> None:
+    """``text`` skips its per-character filter for printable strings; the result must be the filter's."""
+    import unicodedata
+
+    from voicebook.retell.fields import text
+
+    visible = "".join(ch for ch in value if ch.isspace() or unicodedata.category(ch) != "Cc")
+    expected = " ".join(visible.split())
+    code = got = None
+    try:
+        got = text(value, "notes", max_len=30)
+    except ArgumentError as error:
+        code = error.code
+    if not expected:
+        assert code == "missing"
+    elif len(expected) > 30:
+        assert code == "too_long"
+    else:
+        assert got == expected

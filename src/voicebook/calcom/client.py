@@ -67,6 +67,9 @@ M = TypeVar("M", bound=BaseModel)
 BookingEnvelope = Envelope[BookingOutput]
 ReservationEnvelope = Envelope[ReservationOutput]
 
+# The paths that are the same for every request (no uid or team id in them): see ``CalcomClient._url``.
+FIXED_PATHS = frozenset({"/v2/slots", "/v2/bookings", "/v2/slots/reservations", "/v2/event-types"})
+
 
 class CalcomClient:
     def __init__(
@@ -79,6 +82,7 @@ class CalcomClient:
         self._http = http
         self._on_response = on_response
         self._sleep = retry_sleep
+        self._urls: dict[str, tuple[httpx.URL, httpx.URL]] = {}  # path -> (base URL, absolute URL)
         auth = http.headers.get("Authorization", "")
         self._secret: str | None = auth.split(" ", 1)[1] if " " in auth else (auth or None)
 
@@ -299,7 +303,7 @@ class CalcomClient:
         try:
             response = await self._http.request(
                 method,
-                path,
+                self._url(path),
                 params=params,
                 json=versions.without_bypass(json),
                 headers={"cal-api-version": versions.pinned(endpoint, version)},
@@ -317,6 +321,25 @@ class CalcomClient:
         if is_retryable_status(response.status_code, mutating=mutating):
             raise RetryableFailure(error, getattr(error, "reset_seconds", None))
         raise error
+
+    def _url(self, path: str) -> httpx.URL | str:
+        """The absolute URL of a fixed path, made once; any other path as it is, for httpx to merge.
+
+        httpx joins a relative path to the client's ``base_url`` by parsing both again for every request
+        (about a third of what it spends building one). An absolute URL is used as it is, so the join is
+        done here, once per path and base, the way httpx does it (``base_url`` ends in ``/``; the path's
+        leading ``/`` goes): the request goes to exactly the same URL. Only the ``FIXED_PATHS``, so the
+        cache stays as small as the set; a path with a uid in it is merged by httpx as before.
+        """
+        if path not in FIXED_PATHS:
+            return path
+        base = self._http.base_url
+        known = self._urls.get(path)
+        if known is not None and known[0] is base:
+            return known[1]
+        url = base.copy_with(raw_path=base.raw_path + httpx.URL(path).raw_path.lstrip(b"/"))
+        self._urls[path] = (base, url)
+        return url
 
     def _report(self, endpoint: str, status: int | str, started: float) -> None:
         if self._on_response is None:

@@ -114,7 +114,7 @@ class _Context:
         """The first present value under the field's name or aliases; placeholders count as absent."""
         for key in _ALIASES[field]:
             value = self.args.get(key)
-            if not fields.is_absent(value):
+            if value is not None and not fields.is_absent(value):  # most aliases are simply not there
                 return value
         return None
 
