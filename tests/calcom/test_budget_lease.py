@@ -126,21 +126,23 @@ async def test_a_fresh_lease_is_spent_locally_without_asking_the_store() -> None
     budget, store = leased(LocalBudget(capacity=6000, per_seconds=60, clock=clock), clock)
     assert [await budget.take(KEY) for _ in range(100)] == [0.0] * 100
     # A slow start: each lease twice the last while the worker uses them up, up to MAX_LEASE.
-    assert [c.most for c in store.calls] == [1, 2, 4, 8, 16, 32, 32, 32]
-    assert [c.grant for c in store.calls] == [Grant(n, 0.0) for n in (1, 2, 4, 8, 16, 32, 32, 32)]
-    assert MAX_LEASE == 32
+    assert [c.most for c in store.calls] == [1, 2, 4, 8, 16, 32, 64]
+    assert [c.grant for c in store.calls] == [Grant(n, 0.0) for n in (1, 2, 4, 8, 16, 32, 64)]
     # 127 tokens leased, 100 spent: the next 27 never touch the store, the 28th does.
     for _ in range(27):
         assert await budget.take(KEY) == 0.0
-    assert len(store.calls) == 8
+    assert len(store.calls) == 7
     assert await budget.take(KEY) == 0.0
-    assert len(store.calls) == 9
-    # A burst of 1000 takes costs 36 store operations instead of 1000.
+    assert len(store.calls) == 8
+    assert store.calls[-1].most == 128
+    # A burst of 1000 takes costs 11 store operations instead of 1000.
     clock.now += 60
     burst, burst_store = leased(LocalBudget(capacity=6000, per_seconds=60, clock=clock), clock)
     for _ in range(1000):
         assert await burst.take("other") == 0.0
-    assert len(burst_store.calls) == 36
+    # 1 + 2 + … + 128 = 255 in 8 operations, then 256 at a time (MAX_LEASE): 3 more cover 1000.
+    assert MAX_LEASE == 256
+    assert [c.grant.tokens for c in burst_store.calls] == [1, 2, 4, 8, 16, 32, 64, 128, 256, 256, 256]
     assert await budget.take("unknown") == 0.0  # another credential starts its own leases
     assert store.calls[-1].most == 1
 

@@ -120,7 +120,7 @@ async def book(
     label = "replayed" if outcome.replayed else outcome.status
     if outcome.reason == "attempt_conflict":
         label = "conflict"
-    metrics.BOOKING_ATTEMPTS.labels(outcome=label).inc()
+    metrics.booking_attempt(label).inc()
     return outcome
 
 
