@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from itertools import accumulate
 from typing import Any, Final
 
 import structlog
@@ -29,40 +30,35 @@ __all__ = ["BodyError", "BodyLimitsMiddleware", "json_depth", "loads_object"]
 
 log = structlog.get_logger("voicebook.api")
 
-# One left-to-right scan over tokens that matter: a string (to its closing quote, or to the end of the
-# input when it has none, so an unterminated string is never rescanned from each of its quotes: linear
-# time on any input) or a bracket.
-_TOKENS: Final = re.compile(rb'"(?:[^"\\]+|\\.)*"?|[\[\]{}]', re.S)
+# A JSON string, to its closing quote or to the end of the input when it has none (so an unterminated
+# string is never rescanned from each of its quotes: linear time on any input).
+_STRING: Final = re.compile(rb'"(?:[^"\\]+|\\.)*"?', re.S)
+_NOT_BRACKETS: Final = bytes(b for b in range(256) if b not in b"[]{}")
+_STEP: Final = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 
 
 class BodyError(HTTPException):
     """A request body we will not read or parse; an HTTPException so routes answer it as a 4xx."""
 
 
-def json_depth(raw: bytes, stop_at: int | None = None) -> int:
+def json_depth(raw: bytes) -> int:
     """The deepest bracket nesting in ``raw``, ignoring brackets inside strings; never recurses.
 
-    Linear in the size of the body, whatever it holds; stops once ``stop_at`` is passed (enough to refuse).
+    Linear in the size of the body, whatever it holds, and without a Python step per token: the strings are
+    cut out and the other bytes dropped in C (``re.sub``, ``bytes.translate``), and the running depth over
+    the brackets left is a C-level ``accumulate``.
     """
-    depth = deepest = 0
-    for match in _TOKENS.finditer(raw):
-        token = match.group()
-        if token.startswith(b'"'):
-            continue
-        if token in (b"[", b"{"):
-            depth += 1
-            if depth > deepest:
-                deepest = depth
-                if stop_at is not None and deepest > stop_at:
-                    return deepest
-        else:
-            depth -= 1
-    return deepest
+    brackets = _STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    return max(accumulate(map(_STEP.__getitem__, brackets), initial=0))
 
 
 def loads_object(raw: bytes, max_depth: int) -> dict[str, Any]:
-    """Parse a request body that must be a JSON object no deeper than ``max_depth``; 400 otherwise."""
-    if json_depth(raw, stop_at=max_depth) > max_depth:
+    """Parse a request body that must be a JSON object no deeper than ``max_depth``; 400 otherwise.
+
+    The depth is only measured when the body holds more than ``max_depth`` opening brackets in all (a
+    count in C): with fewer, no nesting can be deeper, and a function call's body usually has a handful.
+    """
+    if raw.count(b"[") + raw.count(b"{") > max_depth and json_depth(raw) > max_depth:
         raise BodyError(400, f"JSON nested deeper than {max_depth} levels")
     try:
         data = json.loads(raw)
