@@ -482,6 +482,20 @@ def test_json_depth_ignores_brackets_inside_strings() -> None:
     assert json_depth(b'{"k": "[[[[[[[[["}') == 1
 
 
+def test_loads_object_refuses_one_level_over_the_limit_and_no_less() -> None:
+    from voicebook.api.limits import BodyError, loads_object
+
+    def nested(levels: int) -> bytes:  # an object holding lists: exactly ``levels`` brackets, all open
+        return b'{"a": ' + b"[" * (levels - 1) + b"]" * (levels - 1) + b"}"
+
+    assert loads_object(nested(4), 4) == {"a": [[[]]]}
+    with pytest.raises(BodyError, match="deeper than 4"):
+        loads_object(nested(5), 4)
+    assert loads_object(b'{"a": "[[[[[[", "b": [1]}', 4) == {"a": "[[[[[[", "b": [1]}
+    flat = b'{"a": [' + b"[], " * 50 + b"[]]}"  # many brackets, depth 3
+    assert len(loads_object(flat, 4)["a"]) == 51
+
+
 header_bytes = st.binary(max_size=300).map(
     lambda b: b.replace(b"\r", b"").replace(b"\n", b"").replace(b"\x00", b"")
 )
