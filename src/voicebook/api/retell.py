@@ -6,7 +6,7 @@ same ``respond``. ``router``'s FastAPI route is the operation's description for 
 API docs, and schemathesis, which fuzzes every operation in it); a request only reaches it if ``route`` is
 not installed. Why: this is the one route Retell calls during a conversation, once or more per turn, and
 FastAPI's request machinery (dependency resolution, parameter extraction, an exit stack per request) cost
-more CPU than everything else between the socket and ``functions.answer`` together, for a route whose
+about 0.1 ms of CPU per call, a third of the whole web layer's (measured on issue 17), for a route whose
 parameters are one path segment, one optional header and a body that must be checked against its
 signature as raw bytes anyway.
 
@@ -40,6 +40,7 @@ router = APIRouter(tags=["retell"])
 
 
 async def respond(name: str, body: SignedBody, call_id: str | None, deps: functions.FunctionDeps) -> Response:
+    """The answer to one verified function call, as both routes send it."""
     answer = await functions.answer(name, body.data, call_id, deps)
     # Serialised here, once: returned as a model, it would be validated against ``response_model``
     # again and then serialised. ``response_model`` stays for the OpenAPI schema.
