@@ -128,6 +128,7 @@ def create_app(settings: Settings | None = None, *, calendar: CalendarHandle | N
         read_timeout_seconds=settings.body_read_timeout_seconds,
     )
     app.add_middleware(SecurityHeadersMiddleware)
+    app.router.routes.append(retell.route)  # serves what retell.router's route describes (see there)
     app.include_router(ops.router)
     app.include_router(retell.router)
     app.include_router(webhooks.router)

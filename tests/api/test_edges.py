@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 from sqlalchemy import func, select
@@ -480,6 +480,78 @@ def test_json_depth_ignores_brackets_inside_strings() -> None:
 
     assert json_depth(b'["a\\"]", {"x": [[1]]}]') == 4
     assert json_depth(b'{"k": "[[[[[[[[["}') == 1
+
+
+def test_loads_object_refuses_one_level_over_the_limit_and_no_less() -> None:
+    from voicebook.api.limits import BodyError, loads_object
+
+    def nested(levels: int) -> bytes:  # an object holding lists: exactly ``levels`` brackets, all open
+        return b'{"a": ' + b"[" * (levels - 1) + b"]" * (levels - 1) + b"}"
+
+    assert loads_object(nested(4), 4) == {"a": [[[]]]}
+    with pytest.raises(BodyError, match="deeper than 4"):
+        loads_object(nested(5), 4)
+    assert loads_object(b'{"a": "[[[[[[", "b": [1]}', 4) == {"a": "[[[[[[", "b": [1]}
+    flat = b'{"a": [' + b"[], " * 50 + b"[]]}"  # many brackets, depth 3
+    assert len(loads_object(flat, 4)["a"]) == 51
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(alphabet='ab[]{}"\\/\n\u00fc', max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(alphabet='k"\\[', max_size=3), inner),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(value=json_values, ascii_only=st.booleans())
+def test_the_parsed_nesting_is_the_bracket_depth(value: Any, ascii_only: bool) -> None:
+    from voicebook.api.limits import _nesting, json_depth
+
+    raw = json.dumps(value, ensure_ascii=ascii_only).encode()
+    assert _nesting(json.loads(raw), 1000) == json_depth(raw)
+
+
+def _loads_object_by_exact_depth(raw: bytes, max_depth: int) -> Any:
+    """What loads_object answered before the quick measure: exact depth, then the parse."""
+    from voicebook.api.limits import json_depth
+
+    if json_depth(raw) > max_depth:
+        return "deep"
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return "not JSON"
+    return data if isinstance(data, dict) else "not an object"
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    raw=st.one_of(
+        st.binary(max_size=40).map(lambda b: b.translate(None, b"\x00\xfe\xff")),  # no UTF-16/32 marks
+        st.lists(
+            st.sampled_from([b"[", b"]", b"{", b"}", b'"', b"\\", b'"a":', b"1", b",", b" "]), max_size=40
+        ).map(b"".join),
+        json_values.map(lambda v: json.dumps({"v": v}).encode()),
+    ),
+    max_depth=st.integers(min_value=2, max_value=4),
+)
+@example(raw=b"[" * 5000, max_depth=4)  # past the parser's recursion limit
+@example(raw=b"[" * 5 + b"1" + b"]" * 5, max_depth=4)  # parses, one level too deep
+@example(raw=b'{"a": "[[[[[[", "b": [1]}', max_depth=4)  # the brackets are in a string
+def test_loads_object_answers_every_body_as_the_exact_depth_check_would(raw: bytes, max_depth: int) -> None:
+    from voicebook.api.limits import BodyError, loads_object
+
+    expected = _loads_object_by_exact_depth(raw, max_depth)
+    try:
+        got: Any = loads_object(raw, max_depth)
+    except BodyError as exc:
+        got = {
+            f"JSON nested deeper than {max_depth} levels": "deep",
+            "body is not JSON": "not JSON",
+            "body is not a JSON object": "not an object",
+        }[exc.detail]
+    assert got == expected
 
 
 header_bytes = st.binary(max_size=300).map(

@@ -15,13 +15,13 @@ import httpx
 import pytest
 from tests.api.live import live_server
 
-from voicebook.api.server_limits import HeaderTimeoutProtocol, uvicorn_options
+from voicebook.api.server_limits import HeaderLimitsProtocol, uvicorn_options
 from voicebook.settings import Settings
 
 TIMEOUT = 0.5
 
 
-class FastHeaderTimeout(HeaderTimeoutProtocol):
+class FastHeaderTimeout(HeaderLimitsProtocol):
     header_timeout = TIMEOUT
 
 
@@ -115,6 +115,43 @@ def test_an_oversized_request_head_is_refused(server: str) -> None:
     # The header timeout closes without a word; an answer proves the size limit refused it.
     sock.close()
     _healthy(server)
+
+
+def test_a_head_sent_in_small_pieces_is_refused_once_it_passes_the_limit(server: str) -> None:
+    sock = _connect(server)
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+    try:
+        for _ in range(100):  # 100 × 100 bytes, each piece under the limit, the head far over it
+            sock.sendall(b"X-Piece: " + b"a" * 89 + b"\r\n")
+            time.sleep(0.002)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    closed, answer = _closed_within(sock, 5)
+    assert closed
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:80]
+    sock.close()
+    _healthy(server)
+
+
+def test_a_body_in_the_same_packet_as_its_head_is_not_counted_as_head(server: str) -> None:
+    body = b'{"event": "' + b"a" * 9_000 + b'"}'  # over the head limit, under the body limit
+    head = b"POST /retell/webhook HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
+    sock = _connect(server)
+    sock.sendall(head + body)
+    sock.settimeout(5)
+    assert sock.recv(4096).startswith(b"HTTP/1.1 401")  # unsigned: the app answered, the server did not
+    sock.close()
+
+
+def test_the_head_limit_applies_to_each_request_of_a_kept_alive_connection(server: str) -> None:
+    sock = _connect(server)
+    sock.settimeout(5)
+    for _ in range(4):  # 4 heads of ~3 KB in two pieces each: together over the limit, each under it
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 3_000)
+        time.sleep(0.05)
+        sock.sendall(b"\r\n\r\n")
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+    sock.close()
 
 
 def test_connections_beyond_the_cap_get_503_until_the_slow_ones_are_gone(server: str) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -33,6 +34,7 @@ class Env:
     sandbox: Sandbox
     sessionmaker: async_sessionmaker[AsyncSession]
     settings: Settings
+    app: FastAPI
 
     async def call(
         self,
@@ -83,7 +85,7 @@ async def running_service(db_url: str, **overrides: Any) -> AsyncIterator[Env]:
                 transport=httpx.ASGITransport(app=app), base_url="http://voicebook.test"
             ) as client,
         ):
-            yield Env(client, sandbox, sessionmaker, settings)
+            yield Env(client, sandbox, sessionmaker, settings, app)
     finally:
         await http.aclose()
         await engine.dispose()

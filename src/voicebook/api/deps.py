@@ -94,12 +94,10 @@ async def _company_secrets(
     return None
 
 
-def _called_number(raw: bytes, max_depth: int) -> str | None:
+def _called_number(data: dict[str, Any] | None) -> str | None:
     """``call.to_number`` of a Retell body, read before the signature is checked (it picks the key)."""
-    try:
-        data = loads_object(raw, max_depth)
-    except BodyError:
-        return None  # the signature check (and then the parse) answer this body
+    if data is None:
+        return None  # the signature check (and then the parse error) answer this body
     call = data.get("call")
     number = call.get("to_number") if isinstance(call, dict) else None
     return number if isinstance(number, str) and 0 < len(number) <= 255 else None
@@ -133,7 +131,14 @@ async def verified_retell_body(request: Request) -> SignedBody:
     """
     settings: Settings = request.app.state.settings
     raw = await request.body()
-    number = _called_number(raw, settings.max_json_depth)
+    # Parsed once, before the check (the called number picks the key); a parse error is only told to a
+    # client whose signature passed, as when the parse came after the check.
+    parsed: dict[str, Any] | BodyError
+    try:
+        parsed = loads_object(raw, settings.max_json_depth)
+    except BodyError as exc:
+        parsed = exc
+    number = _called_number(parsed if isinstance(parsed, dict) else None)
     company = await _company_secrets(request, number=number) if number else None
     if company is not None and company.retell_api_key is not None:
         if not verify_signature(raw, request.headers.get("x-retell-signature"), company.retell_api_key):
@@ -146,7 +151,9 @@ async def verified_retell_body(request: Request) -> SignedBody:
     elif not settings.retell_insecure_dev_mode:
         log.warning("retell.unsigned_refused", path=request.url.path)
         raise HTTPException(status_code=401)
-    return SignedBody(raw, loads_object(raw, settings.max_json_depth))
+    if isinstance(parsed, BodyError):
+        raise parsed
+    return SignedBody(raw, parsed)
 
 
 async def get_function_deps(request: Request) -> FunctionDeps:

@@ -1,44 +1,65 @@
-"""Connection limits of the HTTP server: what uvicorn is told, and the header read timeout it lacks.
+"""Connection limits of the HTTP server: what uvicorn is told, and the two bounds on a request head it lacks.
 
 An ASGI app sees a request only once its headers are complete, so the limits on *getting* there belong to
-the server. uvicorn has most of them as options (``timeout_keep_alive``, ``limit_concurrency``,
-``h11_max_incomplete_event_size``) but none for a client that opens a connection and sends its headers one
-byte at a time: 800 such connections were held for as long as the clients liked. ``HeaderTimeoutProtocol``
-is uvicorn's h11 protocol plus one timer: a connection waiting for request headers for longer than
-``VOICEBOOK_HEADER_READ_TIMEOUT_SECONDS`` is closed. The body's read time is limited inside the app
-(``api.limits``), where a 408 can still be sent.
+the server. uvicorn has some of them as options (``timeout_keep_alive``, ``limit_concurrency``) but none for
+a client that opens a connection and sends its headers one byte at a time (800 such connections were held
+for as long as the clients liked), and with httptools none on the size of a request head either: its
+parser keeps a header that never ends in memory, however long it grows. ``HeaderLimitsProtocol`` is
+uvicorn's httptools protocol plus both bounds:
 
-h11 rather than httptools on purpose: only the h11 protocol bounds the size of the request head
-(``h11_max_incomplete_event_size``); a booking backend's request rate does not need httptools' speed.
+* a connection waiting for request headers for longer than ``VOICEBOOK_HEADER_READ_TIMEOUT_SECONDS`` is
+  closed;
+* a request head still incomplete after ``VOICEBOOK_MAX_HEADER_BYTES`` received is refused with the same
+  ``400 Invalid HTTP request received.`` that uvicorn sends for a malformed head, and the connection closed.
+
+The body's read time and size are limited inside the app (``api.limits``), where a JSON answer can still be
+sent.
+
+httptools rather than h11 because it is the cheaper parser per request (h11 parses in Python) and h11's one
+advantage here, ``h11_max_incomplete_event_size``, is the byte count kept in this class. The head limit is
+read from that same uvicorn option (``Config.h11_max_incomplete_event_size``), which uvicorn hands to every
+protocol, so ``uvicorn_options`` stays the one place that turns the settings into uvicorn's configuration
+and a worker process needs nothing but the class's import path.
 """
 
 from __future__ import annotations
 
-# First: with `--workers N` each worker process unpickles HeaderTimeoutProtocol, importing this module,
+# First: with `--workers N` each worker process unpickles HeaderLimitsProtocol, importing this module,
 # before it imports the app; voicebook.preload must still come before structlog (see that module).
 import voicebook.preload  # noqa: F401
 
 # isort: split
 import asyncio
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 import structlog
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from voicebook.settings import Settings, get_settings
 
-__all__ = ["HeaderTimeoutProtocol", "uvicorn_options"]
+__all__ = ["DEFAULT_MAX_HEAD_BYTES", "HeaderLimitsProtocol", "uvicorn_options"]
 
 log = structlog.get_logger("voicebook.api")
 
+# h11's own default for h11_max_incomplete_event_size, when uvicorn is run without the option.
+DEFAULT_MAX_HEAD_BYTES: Final = 16 * 1024
+# What uvicorn answers to a head its parser refuses; an over-large head gets the same words.
+INVALID_REQUEST: Final = "Invalid HTTP request received."
 
-class HeaderTimeoutProtocol(H11Protocol):
-    """Close a connection that has not completed a request head within ``header_timeout`` seconds.
+
+class HeaderLimitsProtocol(HttpToolsProtocol):
+    """Bound the time and the bytes a request head may take before the app sees the request.
 
     The timer runs while the connection waits for a request head: from the connection's start, and again
     from the first byte of each later request on a kept-alive connection (idle time before that byte is
     ``timeout_keep_alive``'s). ``header_timeout`` None means "read it from the settings", which is what
     each worker process does; tests set it on a subclass.
+
+    The byte count starts with each request (``on_message_begin``) and ends with its head
+    (``on_headers_complete``). It is taken after the parser has had the chunk, so a chunk that holds a whole
+    head and the body after it is never counted as head; a chunk that leaves a head incomplete counts
+    whole. The count is therefore never less than the head's bytes received so far (what the parser may be
+    holding), and more only by the end of a previous request in the same chunk (HTTP pipelining).
     """
 
     header_timeout: ClassVar[float | None] = None
@@ -47,6 +68,10 @@ class HeaderTimeoutProtocol(H11Protocol):
         super().__init__(*args, **kwargs)
         self._header_timer: asyncio.TimerHandle | None = None
         self._header_cycle: object = None
+        limit = self.config.h11_max_incomplete_event_size
+        self._max_head_bytes = DEFAULT_MAX_HEAD_BYTES if limit is None else limit
+        self._in_head = False
+        self._head_bytes = 0
 
     def _timeout(self) -> float:
         timeout = type(self).header_timeout
@@ -77,6 +102,25 @@ class HeaderTimeoutProtocol(H11Protocol):
         if self._header_timer is None and self._waiting_for_head():
             self._arm()
         super().data_received(data)
+        if self._in_head:
+            self._head_bytes += len(data)
+            if self._head_bytes > self._max_head_bytes and not self.transport.is_closing():
+                self._in_head = False
+                log.warning(
+                    "http.header_too_large",
+                    client=self.client[0] if self.client else None,
+                    received=self._head_bytes,
+                )
+                self.send_400_response(INVALID_REQUEST)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head = True
+        self._head_bytes = 0
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        super().on_headers_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._header_timer is not None:
@@ -88,8 +132,9 @@ class HeaderTimeoutProtocol(H11Protocol):
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """The keyword arguments for ``uvicorn.run``/``uvicorn.Config`` that put the settings' limits in force."""
     return {
-        "http": HeaderTimeoutProtocol,
+        "http": HeaderLimitsProtocol,
         "timeout_keep_alive": settings.keep_alive_timeout_seconds,
         "limit_concurrency": settings.max_connections,
+        # Read by HeaderLimitsProtocol as its head limit (see the module's docstring).
         "h11_max_incomplete_event_size": settings.max_header_bytes,
     }
