@@ -146,7 +146,7 @@ async def answer(
         log.exception("function.unexpected_error", function=label, error=type(exc).__name__)
         return _plain(AnswerStatus.UPSTREAM_ERROR, messages.upstream_error(None))
     finally:
-        metrics.FUNCTION_CALL_SECONDS.labels(function=label).observe(clock.perf_counter() - started)
+        metrics.function_call_seconds(label).observe(clock.perf_counter() - started)
 
 
 async def _answer(
@@ -191,7 +191,7 @@ async def _answer(
     except ArgumentError as exc:
         await record_call()
         if name == "book_appointment":
-            metrics.BOOKING_ATTEMPTS.labels(outcome="invalid_input").inc()
+            metrics.booking_attempt("invalid_input").inc()
         return _plain(AnswerStatus.INVALID_INPUT, messages.invalid_input(exc, tenant.locale))
     svc = None
     if isinstance(command, arguments.CheckAvailability | arguments.BookAppointment):
