@@ -49,7 +49,8 @@ from sqlalchemy.util import greenlet_spawn
 __all__ = ["LeanConnection", "LeanResult", "lean_transaction"]
 
 _REQUIRED = object()
-_Shape = tuple[list[Any], type]  # result processors per column, and the row class
+# (column index, result processor) for the columns that have one, and the row class
+_Shape = tuple[list[tuple[int, Any]], Any]
 _PLAN_CACHE_SIZE = 512  # statements × parameter-name sets; the booking path uses about a dozen
 _STATUS_COUNT = re.compile(r"(?:SELECT|UPDATE|DELETE|INSERT \d+) (\d+)")
 
@@ -196,19 +197,20 @@ class _Plans:
             plan = self._plans[key] = _plan(self.dialect, stmt, tuple(sorted(names)), sizes)
         return plan
 
-    def row_shape(self, plan: _Plan, description: Sequence[Sequence[Any]]) -> _Shape:
+    def row_shape(self, plan: _Plan, description: Sequence[Any], coltype: Callable[[Any], Any]) -> _Shape:
         """Result processors (by the driver's column types, as SQLAlchemy picks them) and the row class."""
         # Per plan: one statement on one database returns the same column types every time.
         key = id(plan)
         shape = self._rows.get(key)
         if shape is None:
-            coltypes = tuple(d[1] for d in description)
+            coltypes = tuple(coltype(d) for d in description)
             columns = plan.compiled._result_columns
             if len(columns) != len(description):  # pragma: no cover - a textual statement
                 raise NotImplementedError("lean execution: result columns unknown to the compiler")
-            procs: list[Any] = [
-                col.type._cached_result_processor(self.dialect, coltype)
-                for col, coltype in zip(columns, coltypes, strict=True)
+            procs = [
+                (i, processor)
+                for i, (col, code) in enumerate(zip(columns, coltypes, strict=True))
+                if (processor := col.type._cached_result_processor(self.dialect, code)) is not None
             ]
             shape = self._rows[key] = (procs, _row_class([col.keyname for col in columns]))
         return shape
@@ -226,8 +228,8 @@ def _plans_for(dialect: Dialect) -> _Plans:
 
 # --- the drivers ------------------------------------------------------------------------------------
 
-# rows, description, row count, lastrowid
-_Raw = tuple[list[Any], Sequence[Sequence[Any]] | None, int, int | None]
+# rows, description (the driver's column descriptions; see ``_Driver.coltype``), row count, lastrowid
+_Raw = tuple[list[Any], Sequence[Any] | None, int, int | None]
 
 
 class _Driver:
@@ -239,6 +241,11 @@ class _Driver:
 
     async def run(self, sql: str, args: list[Any]) -> _Raw:
         raise NotImplementedError
+
+    @staticmethod
+    def coltype(column: Any) -> Any:
+        """The DBAPI type code of one column of the description ``run`` returned."""
+        return column[1]
 
     async def commit(self) -> None:
         raise NotImplementedError
@@ -253,10 +260,25 @@ class _Asyncpg(_Driver):
     asyncpg's exceptions and its row count from the command status."""
 
     async def run(self, sql: str, args: list[Any]) -> _Raw:
-        cursor = self.adapter.cursor()
-        cursor._invalidate_schema_cache_asof = self.dialect._invalidate_schema_cache_asof  # type: ignore[attr-defined]
-        await cursor._prepare_and_execute(sql, args)
-        return list(cursor._rows), cursor._description, cursor._rowcount, None
+        # What the adapter's cursor does in ``_prepare_and_execute``, minus building a DBAPI description
+        # and a row deque per statement: the column types are read once per plan (``coltype``).
+        adapter = self.adapter
+        async with adapter._execute_mutex:
+            if adapter._transaction is None:
+                await adapter._start_transaction()
+            try:
+                prepared, attributes = await adapter._prepare(sql, self.dialect._invalidate_schema_cache_asof)  # type: ignore[attr-defined]
+                rows = await prepared.fetch(*args)
+                status = prepared.get_statusmsg()
+            except Exception as error:
+                adapter._handle_exception(error)
+                raise  # pragma: no cover - the adapter always raises (translated)
+        counted = _STATUS_COUNT.match(status or "")
+        return rows, attributes or None, int(counted.group(1)) if counted else -1, None
+
+    @staticmethod
+    def coltype(column: Any) -> Any:
+        return column.type.oid
 
     async def _end(self, commit: bool) -> None:
         adapter = self.adapter
@@ -368,11 +390,18 @@ class LeanConnection:
         except self.dialect.loaded_dbapi.Error as error:
             raise self._wrap(error, plan.sql, args) from error
         if description:
-            processors, row_class = self._plans.row_shape(plan, description)
-            rows = [
-                row_class(*(p(v) if p is not None else v for p, v in zip(processors, row, strict=True)))
-                for row in rows
-            ]
+            processors, row_class = self._plans.row_shape(plan, description, self._driver.coltype)
+            made = row_class._make
+            if processors:
+                processed = []
+                for row in rows:
+                    cells = list(row)
+                    for i, processor in processors:
+                        cells[i] = processor(cells[i])
+                    processed.append(made(cells))
+                rows = processed
+            else:
+                rows = [made(row) for row in rows]
         pk = None
         if plan.is_insert:
             if plan.returning_pk:
