@@ -50,7 +50,7 @@ from voicebook.booking.identity import (
 )
 from voicebook.booking.policy import BookingPolicy
 from voicebook.booking.ports import CalendarGateway
-from voicebook.booking.recording import RECORDABLE, record_booking
+from voicebook.booking.recording import RECORDABLE, RecordedAppointment, record_booking
 from voicebook.booking.tenancy import CallContext, ServiceRef, Tenant, ensure_call, ensure_customer
 from voicebook.booking.types import (
     AnswerStatus,
@@ -439,7 +439,9 @@ def _expected(attempt: Attempt, *, sent_at: datetime) -> Expected:
     )
 
 
-def _booked(flow: Flow, appointment: Appointment, *, replayed: bool) -> outcomes.Outcome:
+def _booked(
+    flow: Flow, appointment: Appointment | RecordedAppointment, *, replayed: bool
+) -> outcomes.Outcome:
     view = outcomes.AppointmentView(
         appointment.id, appointment.calcom_booking_uid, appointment.start_at, flow.service.name
     )

@@ -30,9 +30,29 @@ from voicebook.errors import InvariantViolated
 RECORDABLE = (AttemptState.SENT, AttemptState.UNKNOWN, AttemptState.CONFIRMED)
 
 
+@dataclass(frozen=True, slots=True)
+class RecordedAppointment:
+    """The appointment row as recording wrote or found it: the fields its callers read.
+
+    A plain snapshot rather than an ORM ``Appointment``: recording runs on a bare connection and never
+    changes the row through a session, and building an ORM instance (identity and state tracking) cost
+    more than reading the row.
+    """
+
+    id: int
+    call_id: str | None
+    calcom_booking_uid: str
+    start_at: datetime
+    status: str
+
+    @classmethod
+    def of(cls, row: Any) -> RecordedAppointment:
+        return cls(row.id, row.call_id, row.calcom_booking_uid, row.start_at, row.status)
+
+
 @dataclass(frozen=True)
 class Recorded:
-    appointment: Appointment | None  # None: the uid belongs to another call (rejected), or see below
+    appointment: RecordedAppointment | None  # None: the uid belongs to another call (rejected), or below
     replayed: bool
     moved_elsewhere: bool = False  # someone else moved the attempt first: nothing was written
 
@@ -47,18 +67,18 @@ _BY_UID = select(_APPOINTMENTS).where(_APPOINTMENTS.c.calcom_booking_uid == bind
 _INSERT_APPOINTMENT = insert(_APPOINTMENTS)
 
 
-async def _existing(session: Executor, uid: str) -> Appointment | None:
-    """The appointment holding ``uid`` (layer 3), read with Core as a detached ``Appointment``.
+async def _existing(session: Executor, uid: str) -> RecordedAppointment | None:
+    """The appointment holding ``uid`` (layer 3), read with Core.
 
     Core, not an ORM query: this runs on every booking, and the ORM's identity map and loading cost
     more than the lookup; the result is only read (never changed through the session).
     """
     row = (await session.execute(_BY_UID, {"uid": uid})).one_or_none()
-    return Appointment(**row._mapping) if row is not None else None
+    return RecordedAppointment.of(row) if row is not None else None
 
 
 async def _resolve_existing(
-    session: Executor, attempt: Attempt, existing: Appointment, layer: GuardLayer, now: datetime
+    session: Executor, attempt: Attempt, existing: RecordedAppointment, layer: GuardLayer, now: datetime
 ) -> Recorded:
     """The uid is already recorded: the same call gets it back, any other call is refused."""
     if existing.call_id == attempt.call_id:
@@ -113,7 +133,7 @@ async def _resolve_existing(
     return Recorded(None, replayed=False)
 
 
-def _booked_answer(appointment: Appointment) -> dict[str, Any]:
+def _booked_answer(appointment: RecordedAppointment) -> dict[str, Any]:
     return {
         "status": AnswerStatus.BOOKED,
         "calcom_booking_uid": appointment.calcom_booking_uid,
@@ -185,8 +205,15 @@ async def record_booking(
             # One Core INSERT (layer 4's unique index raises IntegrityError here, as a flush did); the
             # values are bound at execution, so the statement is the same cached one for every booking.
             result = cast(CursorResult[Any], await session.execute(_INSERT_APPOINTMENT, values))
-            (appointment_id,) = result.inserted_primary_key or (None,)
-            return Recorded(Appointment(id=appointment_id, **values), replayed=False)
+            if not result.inserted_primary_key:  # pragma: no cover - every backend reports the new id
+                raise InvariantViolated("appointment inserted without its id")
+            (appointment_id,) = result.inserted_primary_key
+            return Recorded(
+                RecordedAppointment(
+                    appointment_id, attempt.call_id, booking.uid, booking.start, AppointmentStatus.BOOKED
+                ),
+                replayed=False,
+            )
     except _MovedElsewhere:
         return Recorded(None, replayed=False, moved_elsewhere=True)
     except IntegrityError:
