@@ -329,15 +329,23 @@ class _Generic(_Driver):
 
 
 class _Aiosqlite(_Generic):
-    """Each aiosqlite call is a hop to the connection's thread and back, so as few as possible: execute
-    (cursor and statement in one), then fetch if there are rows. The rows are fetched in full, so the
-    statement is finished; the cursor goes with its object (closing it would be one more hop)."""
+    """Each aiosqlite call is a hop to the connection's thread and back (a queue, a future, a wake-up of
+    the event loop), so a statement is one hop: executed, fetched and counted in that thread, by
+    aiosqlite's own ``_execute`` on its ``sqlite3`` connection — as SQLAlchemy's adapter reaches into
+    aiosqlite's queue for its isolation-level setter. The rows are fetched in full, so the statement is
+    finished when the hop returns."""
+
+    @staticmethod
+    def _in_thread(conn: Any, sql: str, args: list[Any]) -> _Raw:
+        cursor = conn.execute(sql, args)
+        description = cursor.description
+        rows = cursor.fetchall() if description else []
+        return rows, description, cursor.rowcount, cursor.lastrowid
 
     async def _execute(self, sql: str, args: list[Any]) -> _Raw:
-        cursor = await self.adapter._connection.execute(sql, args)
-        description = cursor.description
-        rows = list(await cursor.fetchall()) if description else []
-        return rows, description, cursor.rowcount, cursor.lastrowid
+        connection = self.adapter._connection
+        raw: _Raw = await connection._execute(self._in_thread, connection._conn, sql, args)
+        return raw
 
 
 class _Aiomysql(_Generic):
