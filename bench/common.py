@@ -200,13 +200,16 @@ RATE_LIMIT_PER_MINUTE = 10_000_000
 
 
 def app_env(db_url: str, calcom_base: str) -> dict[str, str]:
+    """The server's environment. ``VOICEBOOK_BENCH_SRC`` (a ``src`` directory of another checkout, e.g.
+    ``git worktree add /tmp/before <commit>`` then ``/tmp/before/src``) serves that code instead, so a
+    before/after pair runs with the same bench, stand-in and floor."""
     return {
         "VOICEBOOK_DATABASE_URL": db_url,
         "VOICEBOOK_CALCOM_RATE_LIMIT_PER_MINUTE": str(RATE_LIMIT_PER_MINUTE),
         "VOICEBOOK_CALCOM_BASE_URL": calcom_base,
         "VOICEBOOK_CALCOM_API_KEY": CALCOM_KEY,
         "VOICEBOOK_RETELL_API_KEY": RETELL_KEY,
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("VOICEBOOK_BENCH_SRC"), str(ROOT)])),
     }
 
 
