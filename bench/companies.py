@@ -184,10 +184,11 @@ def _run(n: int, bookings: int) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="voicebook-bench-companies-"))
     db_url = f"sqlite:///{work / 'bench.db'}"
     migrate.upgrade(db_url, "head")
+    # ``--key=…`` in one word: a Fernet key may start with "-", which argparse would take for an option.
     key = Fernet.generate_key().decode()
-    loaded = _step("--step", "load", "--n", str(n), "--db", db_url, "--key", key, "--work", str(work))
+    loaded = _step("--step", "load", "--n", str(n), "--db", db_url, f"--key={key}", "--work", str(work))
     served = _step(
-        "--step", "serve", "--n", str(n), "--db", db_url, "--key", key, "--bookings", str(bookings)
+        "--step", "serve", "--n", str(n), "--db", db_url, f"--key={key}", "--bookings", str(bookings)
     )
     return {**served, "load_seconds": loaded["load_seconds"]}
 
