@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from voicebook.booking.tenancy import ServiceRef, Tenant
@@ -40,3 +43,18 @@ async def make_tenant(
         await session.flush()
         tenant = Tenant(company.id, slug, company.name, company.timezone, company.email_domain, "de", "DE")
         return tenant, ServiceRef(service.id, service.name, service.event_type_id, service.duration_minutes)
+
+
+def company_row(slug: str, at: datetime, **extra: Any) -> dict[str, Any]:
+    """The values of one ``companies`` row for Core inserts (name from the slug unless given)."""
+    return {
+        "slug": slug,
+        "name": f"Salon {slug}",
+        "timezone": "Europe/Berlin",
+        "email_domain": f"{slug}.example",
+        "locale": "de",
+        "country": "DE",
+        "created_at": at,
+        "updated_at": at,
+        **extra,
+    }

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from tests.factories import company_row
 
 from voicebook.db.models import Company
 from voicebook.db.queries import insert_or_get, insert_or_nothing, latest_committed
@@ -26,16 +27,7 @@ COMPANIES: Table = Company.__table__  # type: ignore[assignment]
 
 
 def _company(slug: str, name: str) -> dict[str, Any]:
-    return {
-        "slug": slug,
-        "name": name,
-        "timezone": "Europe/Berlin",
-        "email_domain": f"{slug}.example",
-        "locale": "de",
-        "country": "DE",
-        "created_at": NOW,
-        "updated_at": NOW,
-    }
+    return company_row(slug, NOW, name=name)
 
 
 async def test_inserts_then_gets_the_same_row(engine: AsyncEngine) -> None:

@@ -12,13 +12,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Table, bindparam, func, insert, select, text, update
-from sqlalchemy.exc import DBAPIError, IntegrityError, NoResultFound
+from sqlalchemy import Table, bindparam, event, func, insert, select, text, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, MultipleResultsFound, NoResultFound
 from sqlalchemy.ext.asyncio import AsyncEngine
+from tests.factories import company_row
 
 from voicebook.db.lean import lean_transaction
 from voicebook.db.models import Company, GuardEvent
 from voicebook.db.queries import insert_or_get, insert_or_nothing
+from voicebook.db.session import make_engine
 
 pytestmark = pytest.mark.asyncio
 
@@ -35,17 +37,7 @@ RENAME_IF = (
 
 
 def _company(slug: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "slug": slug,
-        "name": f"Salon {slug}",
-        "timezone": "Europe/Berlin",
-        "email_domain": f"{slug}.example",
-        "locale": "de",
-        "country": "DE",
-        "created_at": NOW,
-        "updated_at": NOW,
-        **extra,
-    }
+    return company_row(slug, NOW, **extra)
 
 
 async def _count(engine: AsyncEngine, table: Table) -> int:
@@ -199,3 +191,107 @@ async def test_a_lost_connection_is_a_dbapi_error_and_is_replaced(engine: AsyncE
     async with lean_transaction(engine) as conn:
         await conn.execute(INSERT_COMPANY, _company("h"))
     assert await _count(engine, COMPANIES) == 1
+
+
+async def test_one_or_none_refuses_two_rows_and_the_scalars_read_the_first_column(
+    engine: AsyncEngine,
+) -> None:
+    every = select(COMPANIES.c.id, COMPANIES.c.slug).order_by(COMPANIES.c.id)
+    async with lean_transaction(engine) as conn:
+        await conn.execute(INSERT_COMPANY, _company("m"))
+        only = (await conn.execute(every)).scalar_one_or_none()
+        none = (await conn.execute(BY_SLUG, {"slug": "nobody"})).scalar_one_or_none()
+        await conn.execute(INSERT_COMPANY, _company("n"))
+        both = await conn.execute(every)
+        with pytest.raises(MultipleResultsFound):
+            both.one_or_none()
+        with pytest.raises(MultipleResultsFound):
+            both.one()
+        assert [row.slug for row in both.all()] == ["m", "n"]
+        assert both.first().slug == "m"
+        assert both.scalar() == only
+    assert isinstance(only, int)
+    assert none is None
+
+
+async def test_an_update_without_updated_at_gets_the_columns_onupdate_value(engine: AsyncEngine) -> None:
+    """``updated_at`` has ``onupdate=utc_now``: SQLAlchemy computes it for an UPDATE that does not set it,
+    and so must the lean path (a Python-side default of an UPDATE, not of an INSERT)."""
+    rename = update(COMPANIES).where(COMPANIES.c.slug == bindparam("s")).values(name=bindparam("n"))
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    async with lean_transaction(engine) as conn:
+        await conn.execute(INSERT_COMPANY, _company("u"))
+        moved = await conn.execute(rename, {"s": "u", "n": "Renamed"})
+    async with engine.connect() as conn2:
+        row = (await conn2.execute(select(COMPANIES).where(COMPANIES.c.slug == "u"))).one()
+    assert moved.rowcount == 1
+    assert row.name == "Renamed"
+    assert row.created_at == NOW  # the insert's own value: no default there
+    assert before <= row.updated_at <= datetime.now(UTC) + timedelta(seconds=1)  # now, not NOW (2030)
+
+
+async def test_a_driver_error_carries_its_statement_and_parameters(engine: AsyncEngine) -> None:
+    async def twice() -> None:
+        async with lean_transaction(engine) as conn:
+            await conn.execute(INSERT_COMPANY, _company("s"))
+            await conn.execute(INSERT_COMPANY, _company("s"))
+
+    with pytest.raises(IntegrityError) as caught:
+        await twice()
+    assert caught.value.statement is not None
+    assert caught.value.statement.startswith("INSERT INTO companies")
+    assert "s.example" in list(caught.value.params or ())
+    assert caught.value.connection_invalidated is False
+
+
+async def test_hidden_parameters_stay_out_of_the_error(db_url: str) -> None:
+    engine = make_engine(db_url, hide_parameters=True)
+    try:
+
+        async def twice() -> None:
+            async with lean_transaction(engine) as conn:
+                await conn.execute(INSERT_COMPANY, _company("secret-slug"))
+                await conn.execute(INSERT_COMPANY, _company("secret-slug"))
+
+        with pytest.raises(IntegrityError) as caught:
+            await twice()
+        assert "secret-slug.example" not in str(caught.value)
+    finally:
+        await engine.dispose()
+
+
+def _invalidations(engine: AsyncEngine) -> list[object]:
+    seen: list[object] = []
+    event.listen(engine.sync_engine.pool, "invalidate", lambda _conn, _rec, exc: seen.append(exc))
+    return seen
+
+
+async def test_an_error_returns_the_connection_to_the_pool_and_a_cancel_discards_it(
+    engine: AsyncEngine,
+) -> None:
+    """After a rollback the connection is clean and goes back; after a cancel mid-transaction its state on
+    the wire is unknown, so it is invalidated (closed), never handed to the next transaction."""
+    seen = _invalidations(engine)
+
+    async def twice() -> None:
+        async with lean_transaction(engine) as conn:
+            await conn.execute(INSERT_COMPANY, _company("p"))
+            await conn.execute(INSERT_COMPANY, _company("p"))
+
+    with pytest.raises(IntegrityError):
+        await twice()
+    assert seen == []
+    started = asyncio.Event()
+
+    async def slow() -> None:
+        async with lean_transaction(engine) as conn:
+            await conn.execute(INSERT_COMPANY, _company("q"))
+            started.set()
+            await asyncio.sleep(30)
+
+    task = asyncio.create_task(slow())
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert len(seen) == 1

@@ -247,11 +247,15 @@ class _Driver:
         """The DBAPI type code of one column of the description ``run`` returned."""
         return column[1]
 
-    async def commit(self) -> None:
+    async def _end(self, commit: bool) -> None:
+        """Commit (True) or roll back (False) the connection's transaction."""
         raise NotImplementedError
 
+    async def commit(self) -> None:
+        await self._end(True)
+
     async def rollback(self) -> None:
-        raise NotImplementedError
+        await self._end(False)
 
 
 class _Asyncpg(_Driver):
@@ -290,12 +294,6 @@ class _Asyncpg(_Driver):
         except Exception as error:
             adapter._handle_exception(error)
 
-    async def commit(self) -> None:
-        await self._end(True)
-
-    async def rollback(self) -> None:
-        await self._end(False)
-
 
 class _Generic(_Driver):
     """aiosqlite and aiomysql: the driver opens its transaction implicitly (as under SQLAlchemy), and the
@@ -313,16 +311,10 @@ class _Generic(_Driver):
             adapter._handle_exception(error)
             raise  # pragma: no cover - the adapter always raises (translated)
 
-    async def commit(self) -> None:
+    async def _end(self, commit: bool) -> None:
+        connection = self.adapter._connection
         try:
-            await self.adapter._connection.commit()
-        except Exception as error:
-            self.adapter._handle_exception(error)
-            raise  # pragma: no cover - as above
-
-    async def rollback(self) -> None:
-        try:
-            await self.adapter._connection.rollback()
+            await (connection.commit() if commit else connection.rollback())
         except Exception as error:
             self.adapter._handle_exception(error)
             raise  # pragma: no cover - as above
