@@ -43,11 +43,10 @@ class RecordedAppointment:
     call_id: str | None
     calcom_booking_uid: str
     start_at: datetime
-    status: str
 
     @classmethod
     def of(cls, row: Any) -> RecordedAppointment:
-        return cls(row.id, row.call_id, row.calcom_booking_uid, row.start_at, row.status)
+        return cls(row.id, row.call_id, row.calcom_booking_uid, row.start_at)
 
 
 @dataclass(frozen=True)
@@ -209,9 +208,7 @@ async def record_booking(
                 raise InvariantViolated("appointment inserted without its id")
             (appointment_id,) = result.inserted_primary_key
             return Recorded(
-                RecordedAppointment(
-                    appointment_id, attempt.call_id, booking.uid, booking.start, AppointmentStatus.BOOKED
-                ),
+                RecordedAppointment(appointment_id, attempt.call_id, booking.uid, booking.start),
                 replayed=False,
             )
     except _MovedElsewhere:
