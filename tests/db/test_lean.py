@@ -45,6 +45,30 @@ async def _count(engine: AsyncEngine, table: Table) -> int:
         return int((await conn.execute(select(func.count()).select_from(table))).scalar_one())
 
 
+async def _insert_twice(engine: AsyncEngine, slug: str) -> None:
+    """One transaction that inserts the same company twice: the second insert violates ``slug``'s key."""
+    async with lean_transaction(engine) as conn:
+        await conn.execute(INSERT_COMPANY, _company(slug))
+        await conn.execute(INSERT_COMPANY, _company(slug))
+
+
+async def _cancel_mid_transaction(engine: AsyncEngine, slug: str) -> None:
+    """A transaction that inserted a row and is cancelled before it commits."""
+    started = asyncio.Event()
+
+    async def slow() -> None:
+        async with lean_transaction(engine) as conn:
+            await conn.execute(INSERT_COMPANY, _company(slug))
+            started.set()
+            await asyncio.sleep(30)
+
+    task = asyncio.create_task(slow())
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
 async def test_a_committed_insert_reads_back_the_same_through_sqlalchemy(engine: AsyncEngine) -> None:
     async with lean_transaction(engine) as conn:
         result = await conn.execute(INSERT_COMPANY, _company("a"))
@@ -108,13 +132,8 @@ async def test_insert_or_get_and_insert_or_nothing_run_on_it(engine: AsyncEngine
 
 
 async def test_a_unique_violation_is_sqlalchemys_integrity_error_and_rolls_back(engine: AsyncEngine) -> None:
-    async def twice() -> None:
-        async with lean_transaction(engine) as conn:
-            await conn.execute(INSERT_COMPANY, _company("e"))
-            await conn.execute(INSERT_COMPANY, _company("e"))
-
     with pytest.raises(IntegrityError):
-        await twice()
+        await _insert_twice(engine, "e")
     assert await _count(engine, COMPANIES) == 0  # the first insert went with the transaction
     async with lean_transaction(engine) as conn:  # and the pooled connection is usable again
         await conn.execute(INSERT_COMPANY, _company("e"))
@@ -145,19 +164,7 @@ async def test_one_raises_without_a_row_and_a_missing_parameter_is_refused(engin
 
 
 async def test_a_cancelled_transaction_commits_nothing_and_leaves_a_working_pool(engine: AsyncEngine) -> None:
-    started = asyncio.Event()
-
-    async def slow() -> None:
-        async with lean_transaction(engine) as conn:
-            await conn.execute(INSERT_COMPANY, _company("g"))
-            started.set()
-            await asyncio.sleep(30)
-
-    task = asyncio.create_task(slow())
-    await started.wait()
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    await _cancel_mid_transaction(engine, "g")
     assert await _count(engine, COMPANIES) == 0
     async with lean_transaction(engine) as conn:
         await conn.execute(INSERT_COMPANY, _company("g"))
@@ -231,13 +238,8 @@ async def test_an_update_without_updated_at_gets_the_columns_onupdate_value(engi
 
 
 async def test_a_driver_error_carries_its_statement_and_parameters(engine: AsyncEngine) -> None:
-    async def twice() -> None:
-        async with lean_transaction(engine) as conn:
-            await conn.execute(INSERT_COMPANY, _company("s"))
-            await conn.execute(INSERT_COMPANY, _company("s"))
-
     with pytest.raises(IntegrityError) as caught:
-        await twice()
+        await _insert_twice(engine, "s")
     assert caught.value.statement is not None
     assert caught.value.statement.startswith("INSERT INTO companies")
     assert "s.example" in list(caught.value.params or ())
@@ -247,14 +249,8 @@ async def test_a_driver_error_carries_its_statement_and_parameters(engine: Async
 async def test_hidden_parameters_stay_out_of_the_error(db_url: str) -> None:
     engine = make_engine(db_url, hide_parameters=True)
     try:
-
-        async def twice() -> None:
-            async with lean_transaction(engine) as conn:
-                await conn.execute(INSERT_COMPANY, _company("secret-slug"))
-                await conn.execute(INSERT_COMPANY, _company("secret-slug"))
-
         with pytest.raises(IntegrityError) as caught:
-            await twice()
+            await _insert_twice(engine, "secret-slug")
         assert "secret-slug.example" not in str(caught.value)
     finally:
         await engine.dispose()
@@ -273,25 +269,8 @@ async def test_an_error_returns_the_connection_to_the_pool_and_a_cancel_discards
     the wire is unknown, so it is invalidated (closed), never handed to the next transaction."""
     seen = _invalidations(engine)
 
-    async def twice() -> None:
-        async with lean_transaction(engine) as conn:
-            await conn.execute(INSERT_COMPANY, _company("p"))
-            await conn.execute(INSERT_COMPANY, _company("p"))
-
     with pytest.raises(IntegrityError):
-        await twice()
+        await _insert_twice(engine, "p")
     assert seen == []
-    started = asyncio.Event()
-
-    async def slow() -> None:
-        async with lean_transaction(engine) as conn:
-            await conn.execute(INSERT_COMPANY, _company("q"))
-            started.set()
-            await asyncio.sleep(30)
-
-    task = asyncio.create_task(slow())
-    await started.wait()
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    await _cancel_mid_transaction(engine, "q")
     assert len(seen) == 1
