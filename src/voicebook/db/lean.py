@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import re
+import weakref
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -103,9 +104,10 @@ def _row_class(keys: Sequence[str]) -> type[tuple[Any, ...]]:
     return type("LeanRow", (base,), {"__slots__": (), "_mapping": property(_mapping)})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Plan:
-    """One statement compiled for one dialect and one set of parameter names."""
+    """One statement compiled for one dialect and one set of parameter names (and, once it has returned
+    rows, their shape)."""
 
     sql: str
     # Per positional parameter: its name, its index in that parameter's list (an expanded IN; else -1),
@@ -117,6 +119,7 @@ class _Plan:
     pk_names: tuple[str, ...]  # the table's primary key, for ``inserted_primary_key`` of an INSERT
     returning_pk: bool  # the INSERT returns its primary key (PostgreSQL's implicit RETURNING)
     is_insert: bool
+    shape: _Shape | None = None  # set by ``_Plans.row_shape`` on the first rows
 
 
 def _default_of(column: Any, update: bool) -> Callable[[], Any]:
@@ -155,14 +158,10 @@ def _plan(dialect: Dialect, stmt: Any, names: tuple[str, ...], lengths: Mapping[
         processors = {**processors, **state.processors}  # the latter: those of the expanded names
         for name, expanded in state.parameter_expansion.items():
             source.update({e: (name, i) for i, e in enumerate(expanded)})
-    slots = tuple(
-        (
-            *source.get(name, (name, -1)),
-            fixed.get(source.get(name, (name,))[0], _REQUIRED),
-            processors.get(name),
-        )
-        for name in positions
-    )
+    slots = []
+    for name in positions:
+        param, index = source.get(name, (name, -1))
+        slots.append((param, index, fixed.get(param, _REQUIRED), processors.get(name)))
     prefetch = tuple((c.key, _default_of(c, False)) for c in compiled.insert_prefetch) + tuple(
         (c.key, _default_of(c, True)) for c in compiled.update_prefetch
     )
@@ -179,7 +178,6 @@ class _Plans:
     def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect
         self._plans: dict[tuple[Any, tuple[str, ...], tuple[int, ...]], _Plan] = {}
-        self._rows: dict[int, _Shape] = {}
 
     def get(self, stmt: Any, params: Mapping[str, Any]) -> _Plan:
         # The names in the caller's order (one code path passes them in one order; another order only
@@ -192,7 +190,6 @@ class _Plans:
         if plan is None:
             if len(self._plans) >= _PLAN_CACHE_SIZE:
                 self._plans.clear()
-                self._rows.clear()
             sizes = {n: len(v) for n, v in params.items() if type(v) is list or type(v) is tuple}
             plan = self._plans[key] = _plan(self.dialect, stmt, tuple(sorted(names)), sizes)
         return plan
@@ -200,8 +197,7 @@ class _Plans:
     def row_shape(self, plan: _Plan, description: Sequence[Any], coltype: Callable[[Any], Any]) -> _Shape:
         """Result processors (by the driver's column types, as SQLAlchemy picks them) and the row class."""
         # Per plan: one statement on one database returns the same column types every time.
-        key = id(plan)
-        shape = self._rows.get(key)
+        shape = plan.shape
         if shape is None:
             coltypes = tuple(coltype(d) for d in description)
             columns = plan.compiled._result_columns
@@ -212,17 +208,18 @@ class _Plans:
                 for i, (col, code) in enumerate(zip(columns, coltypes, strict=True))
                 if (processor := col.type._cached_result_processor(self.dialect, code)) is not None
             ]
-            shape = self._rows[key] = (procs, _row_class([col.keyname for col in columns]))
+            shape = plan.shape = (procs, _row_class([col.keyname for col in columns]))
         return shape
 
 
-_PLANS: dict[int, _Plans] = {}
+# One set of plans per dialect (an engine's); forgotten with the engine.
+_PLANS: weakref.WeakKeyDictionary[Dialect, _Plans] = weakref.WeakKeyDictionary()
 
 
 def _plans_for(dialect: Dialect) -> _Plans:
-    plans = _PLANS.get(id(dialect))
-    if plans is None or plans.dialect is not dialect:
-        plans = _PLANS[id(dialect)] = _Plans(dialect)
+    plans = _PLANS.get(dialect)
+    if plans is None:
+        plans = _PLANS[dialect] = _Plans(dialect)
     return plans
 
 
@@ -293,6 +290,7 @@ class _Asyncpg(_Driver):
             await adapter._call_and_discard(end)
         except Exception as error:
             adapter._handle_exception(error)
+            raise  # pragma: no cover - the adapter always raises (translated)
 
 
 class _Generic(_Driver):
@@ -466,13 +464,10 @@ async def lean_transaction(engine: AsyncEngine) -> AsyncIterator[LeanConnection]
             try:
                 await conn._finish(commit=False)
             except exc.DBAPIError:
-                conn.lost = conn.lost or error
+                conn.lost = error  # a transaction that cannot be rolled back: the connection goes
         if conn.lost is not None or interrupted:
             await asyncio.shield(greenlet_spawn(_discard, sync_engine.pool, fairy, conn.lost or error))
         else:
             await greenlet_spawn(fairy._close_special, True)
         raise
-    if conn.lost is not None:  # pragma: no cover - a commit that failed raised above
-        await greenlet_spawn(_discard, sync_engine.pool, fairy, conn.lost)
-    else:
-        await greenlet_spawn(fairy._close_special, True)
+    await greenlet_spawn(fairy._close_special, True)  # committed: a clean connection goes back

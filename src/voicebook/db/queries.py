@@ -12,15 +12,15 @@ import structlog
 from sqlalchemy import Row, Select, Table, select
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from voicebook.db.lean import LeanConnection
 from voicebook.db.models import Company, PhoneNumber, Service
 
 S = TypeVar("S", bound=Select[Any])
-# What the insert-or-get helpers run on: a session, a connection, or the lean connection where the
-# booking path keeps its two transactions (Core statements only; see ``db.session.core_transaction``).
-Executor = AsyncSession | AsyncConnection | LeanConnection
+# What the insert-or-get helpers run on: a session, or the lean connection where the booking path keeps
+# its two transactions (Core statements only; see ``db.session.core_transaction``).
+Executor = AsyncSession | LeanConnection
 
 
 def dialect_name(db: Executor) -> str:
