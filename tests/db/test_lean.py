@@ -107,6 +107,18 @@ async def test_python_side_defaults_and_json_are_written(engine: AsyncEngine) ->
     assert before <= row.created_at <= datetime.now(UTC) + timedelta(seconds=1)
 
 
+async def test_the_callers_values_are_left_as_they_were(engine: AsyncEngine) -> None:
+    """The Python-side default (created_at) is computed into a copy: a caller may reuse its mapping."""
+    values = {"layer": "l", "verdict": "v", "reason": "r", "call_id": "c", "attempt_id": None,
+              "company_id": None, "calcom_booking_uid": None, "details": None}  # fmt: skip
+    given = dict(values)
+    async with lean_transaction(engine) as conn:
+        await conn.execute(insert(EVENTS), given)
+        await conn.execute(insert(EVENTS), given)  # reused: each row gets its own default again
+    assert given == values
+    assert await _count(engine, EVENTS) == 2
+
+
 async def test_an_update_counts_the_rows_it_moved_with_an_expanding_in(engine: AsyncEngine) -> None:
     async with lean_transaction(engine) as conn:
         result = await conn.execute(INSERT_COMPANY, _company("c"))

@@ -369,12 +369,13 @@ class LeanConnection:
         self.lost: BaseException | None = None  # set when the connection was lost: invalidate, not reuse
 
     async def execute(self, stmt: Any, params: Mapping[str, Any] | None = None) -> LeanResult:
-        given = params or {}
-        plan = self._plans.get(stmt, given)
-        values = dict(given)
-        for name, default in plan.prefetch:
-            if name not in values:
-                values[name] = default()
+        values = params or {}
+        plan = self._plans.get(stmt, values)
+        if plan.prefetch:  # Python-side defaults go into a copy: the caller's mapping is left alone
+            values = dict(values)
+            for name, default in plan.prefetch:
+                if name not in values:
+                    values[name] = default()
         args: list[Any] = []
         for name, index, fixed, processor in plan.slots:
             value = values.get(name, fixed)

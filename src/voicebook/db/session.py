@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event, exc
@@ -106,20 +106,19 @@ async def transaction(
         yield session
 
 
-@asynccontextmanager
-async def core_transaction(
+def core_transaction(
     sessionmaker: async_sessionmaker[AsyncSession],
-) -> AsyncIterator[LeanConnection]:
+) -> AbstractAsyncContextManager[LeanConnection]:
     """One transaction on a pooled connection of the sessionmaker's engine: commit on success, roll back
     on any exception, like :func:`transaction`.
 
     For the booking path's two transactions, which run Core statements only: neither the ORM session
     (execution options merged, state tracking) nor ``Connection.execute``'s per-statement machinery buys
-    anything there (see ``db.lean``).
+    anything there (see ``db.lean``). ``lean_transaction``'s context manager itself is returned, not
+    wrapped in another generator: one layer fewer to enter and leave on every booking.
     """
     engine: AsyncEngine = sessionmaker.kw["bind"]
-    async with lean_transaction(engine) as conn:
-        yield conn
+    return lean_transaction(engine)
 
 
 def describe_url(url: str) -> str:
