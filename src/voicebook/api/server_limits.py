@@ -9,8 +9,11 @@ uvicorn's httptools protocol plus both bounds:
 
 * a connection waiting for request headers for longer than ``VOICEBOOK_HEADER_READ_TIMEOUT_SECONDS`` is
   closed;
-* a request head still incomplete after ``VOICEBOOK_MAX_HEADER_BYTES`` received is refused with the same
-  ``400 Invalid HTTP request received.`` that uvicorn sends for a malformed head, and the connection closed.
+* a request head larger than ``VOICEBOOK_MAX_HEADER_BYTES`` is refused with the same
+  ``400 Invalid HTTP request received.`` that uvicorn sends for a malformed head, and the connection
+  closed: while it is still incomplete (the bytes received, which the parser may be holding), and once
+  parsed (the target and the headers it holds, however the bytes were split into packets: a whole head
+  that arrives in one read is refused just like one that trickles in).
 
 The body's read time and size are limited inside the app (``api.limits``), where a JSON answer can still be
 sent.
@@ -47,6 +50,10 @@ DEFAULT_MAX_HEAD_BYTES: Final = 16 * 1024
 INVALID_REQUEST: Final = "Invalid HTTP request received."
 
 
+class HeadTooLarge(Exception):
+    """A parsed request head passed the limit (raised inside a parser callback, see ``_count_parsed``)."""
+
+
 class HeaderLimitsProtocol(HttpToolsProtocol):
     """Bound the time and the bytes a request head may take before the app sees the request.
 
@@ -60,6 +67,9 @@ class HeaderLimitsProtocol(HttpToolsProtocol):
     head and the body after it is never counted as head; a chunk that leaves a head incomplete counts
     whole. The count is therefore never less than the head's bytes received so far (what the parser may be
     holding), and more only by the end of a previous request in the same chunk (HTTP pipelining).
+    A second count adds up what the parser hands over (the target, each header as ``name: value``), so a
+    complete head is measured by its content whatever the packets were; either count past the limit
+    refuses the request.
     """
 
     header_timeout: ClassVar[float | None] = None
@@ -72,6 +82,7 @@ class HeaderLimitsProtocol(HttpToolsProtocol):
         self._max_head_bytes = DEFAULT_MAX_HEAD_BYTES if limit is None else limit
         self._in_head = False
         self._head_bytes = 0
+        self._parsed_head_bytes = 0
 
     def _timeout(self) -> float:
         timeout = type(self).header_timeout
@@ -106,17 +117,37 @@ class HeaderLimitsProtocol(HttpToolsProtocol):
             self._head_bytes += len(data)
             if self._head_bytes > self._max_head_bytes and not self.transport.is_closing():
                 self._in_head = False
-                log.warning(
-                    "http.header_too_large",
-                    client=self.client[0] if self.client else None,
-                    received=self._head_bytes,
-                )
+                self._log_too_large(self._head_bytes)
                 self.send_400_response(INVALID_REQUEST)
+
+    def _log_too_large(self, size: int) -> None:
+        log.warning("http.header_too_large", client=self.client[0] if self.client else None, received=size)
+
+    def _count_parsed(self, size: int) -> None:
+        """Add parsed head bytes; past the limit, refuse the request as uvicorn refuses a malformed head.
+
+        Raised inside a parser callback, the exception leaves ``feed_data`` as httptools' parser error,
+        which uvicorn's ``data_received`` answers with its 400 and a closed connection.
+        """
+        self._parsed_head_bytes += size
+        if self._parsed_head_bytes > self._max_head_bytes:
+            self._in_head = False
+            self._log_too_large(self._parsed_head_bytes)
+            raise HeadTooLarge(self._parsed_head_bytes)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head = True
         self._head_bytes = 0
+        self._parsed_head_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._count_parsed(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_parsed(len(name) + len(value) + 4)  # as sent: "name: value\r\n"
+        super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
