@@ -6,7 +6,7 @@ Everything below the HTTP client is canned: a transport that answers at once wit
 sends for a create (body and headers taken from one real sandbox exchange at start-up, Cal.com's rate
 headers added). The production stack is kept above it: ``build_http_client`` (``CalcomHTTPClient``), a
 ``BudgetedTransport`` over a ``LeasedBudget`` (a ``LocalBudget`` large enough never to refuse), and
-``metrics.observe_calcom`` as the client's hook. Four figures of CPU time (``time.process_time``, so a
+``metrics.observe_calcom`` as the client's hook. Figures of CPU time (``time.process_time``, so a
 busy box slows them less than the wall clock), each the median of ``R`` interleaved rounds:
 
 * **gateway**: ``CalcomGateway.create_booking`` — what the booking flow pays;
@@ -15,7 +15,10 @@ busy box slows them less than the wall clock), each the median of ``R`` interlea
   transport, ``url`` the absolute URL the client sends to: httpx's share of the exchange, so
   ``gateway - floor`` is what our own layers cost (building the body, ``_attempt``, parsing, mapping);
 * **bare**: the same with the relative ``"/v2/bookings"``, the minimal implementation: httpx then joins
-  the URL to ``base_url`` for every request, which the client does once (``CalcomClient._url``).
+  the URL to ``base_url`` for every request, which the client does once (``CalcomClient._url``);
+* **in send** / **outside send**: the gateway's CPU inside ``AsyncClient.send`` (httpx's sending, the
+  budget transport, the canned answer) and outside it (building the body and the request, ``_attempt``,
+  parsing, mapping), from a second stack whose ``send`` is timed (``SendClock``).
 
 ``--profile`` runs the gateway loop under cProfile and prints the top functions by inclusive time.
 """
@@ -163,17 +166,41 @@ async def per_call_us(call: Call, n: int) -> float:
     return (time.process_time() - started) / n * 1e6
 
 
+class SendClock:
+    """Adds up the CPU time spent inside ``http.send`` (httpx, the budget and the canned transport under
+    it): what a create costs outside it is what our layers and httpx's ``build_request`` add."""
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self.seconds = 0.0
+        self._send = http.send
+        http.send = self._timed  # type: ignore[method-assign]
+
+    async def _timed(self, *args: Any, **kwargs: Any) -> httpx.Response:
+        started = time.process_time()
+        try:
+            return await self._send(*args, **kwargs)
+        finally:
+            self.seconds += time.process_time() - started
+
+
 async def measure(n: int, rounds: int) -> dict[str, float]:
     body, headers = await sandbox_answer()
     http, gateway = stack(body, headers)
-    async with http:
+    timed_http, timed_gateway = stack(body, headers)
+    clock = SendClock(timed_http)
+    split = calls(timed_http, timed_gateway)["gateway"]
+    async with http, timed_http:
         named = calls(http, gateway)
-        for call in named.values():  # warm up: imports, caches, the lease's slow start
+        for call in [*named.values(), split]:  # warm up: imports, caches, the lease's slow start
             await per_call_us(call, 200)
-        samples: dict[str, list[float]] = {name: [] for name in named}
+        samples: dict[str, list[float]] = {name: [] for name in [*named, "in send", "outside send"]}
         for _ in range(rounds):  # interleaved, so a noisy moment hits all alike
             for name, call in named.items():
                 samples[name].append(await per_call_us(call, n))
+            clock.seconds = 0.0
+            total = await per_call_us(split, n)
+            samples["in send"].append(clock.seconds / n * 1e6)
+            samples["outside send"].append(total - clock.seconds / n * 1e6)
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
