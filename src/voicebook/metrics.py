@@ -132,6 +132,13 @@ COMPANY_DISCONNECTED = Gauge(
     ["company"],
     multiprocess_mode="livemax",
 )
+# How often a worker goes to the shared rate-budget store (a transaction on ``rate_budgets`` or a Redis
+# call) instead of spending a token it leased: the budget's cost per Cal.com request (issue 17's bench
+# tells these commits from the booking's own).
+CALCOM_BUDGET_LEASES = Counter(
+    "voicebook_calcom_budget_leases_total",
+    "Leases a worker asked the shared Cal.com rate-budget store for (one store transaction each).",
+)
 CALCOM_VERSION_FALLBACK = Counter(
     "voicebook_calcom_version_fallback_total",
     "Cal.com answers whose shape is not the pinned cal-api-version's (a silent older controller).",

@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tests.calcom.budget_support import START, Clock, redis_stores
 
+from voicebook import metrics
 from voicebook.calcom.budget import (
     LEASE_SECONDS,
     LEASE_SHARE,
@@ -279,6 +280,18 @@ async def test_a_worker_forgets_idle_credentials(monkeypatch: pytest.MonkeyPatch
     await budget.take("idle")  # its one token is spent: nothing held
     await budget.take("new")
     assert sorted(budget._held) == ["busy", "new"]
+
+
+@pytest.mark.asyncio
+async def test_each_store_operation_is_counted_once_in_the_lease_metric() -> None:
+    """``voicebook_calcom_budget_leases_total`` counts what the store was asked, not the tokens spent."""
+    clock = Clock()
+    budget, store = leased(LocalBudget(capacity=6000, per_seconds=60, clock=clock), clock)
+    before = metrics.CALCOM_BUDGET_LEASES._value.get()
+    for _ in range(100):
+        await budget.take(KEY)
+    assert len(store.calls) == 7
+    assert metrics.CALCOM_BUDGET_LEASES._value.get() - before == 7
 
 
 @pytest.mark.asyncio

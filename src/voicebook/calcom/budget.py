@@ -83,6 +83,7 @@ import structlog
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from voicebook import metrics
 from voicebook.calcom.errors import RateLimited, reset_seconds
 from voicebook.db.models import RateBudget
 from voicebook.db.queries import insert_or_nothing, retrying_conflicts
@@ -505,6 +506,7 @@ class LeasedBudget:
         most, returned, epoch = self._size(held, now), self._give_back(held, now), held.epoch
         asking = held.asking = asyncio.get_running_loop().create_future()
         failure: Exception | None = None
+        metrics.CALCOM_BUDGET_LEASES.inc()
         try:
             grant = await self._store.lease(key, most, returned, max_wait=max_wait)
         except Exception as exc:
