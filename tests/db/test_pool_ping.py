@@ -4,7 +4,7 @@
 check-out) with the same check minus the round trip for a connection checked in less than
 ``ALIVE_BYPASS_SECONDS`` ago. These tests pin both halves: the saving (no ping within the window) and
 the guarantee the ping exists for (a connection the server killed while it sat idle is replaced on
-check-out, and the request on it succeeds).
+check-out, and the request on it succeeds), and the LIFO order that keeps a trickle of work on one connection.
 """
 
 from __future__ import annotations
@@ -84,4 +84,23 @@ async def test_an_idle_connection_is_pinged_and_replaced_when_the_server_killed_
         assert second != first
     finally:
         await killer.dispose()
+        await engine.dispose()
+
+
+async def test_one_caller_at_a_time_keeps_using_the_connection_that_just_worked(db_url: str) -> None:
+    """LIFO check-out: after a burst filled the pool, sequential work reuses the last connection (within
+    the ping window) rather than cycling through connections that sat idle (each pinged in turn)."""
+    engine = make_engine(db_url, pool_size=3, max_overflow=0)
+    try:
+        held = [await engine.connect() for _ in range(3)]  # a burst: three pooled connections
+        for conn in held:
+            await conn.execute(text("SELECT 1"))
+        for conn in held:
+            await conn.close()
+        seen = []
+        for _ in range(6):
+            async with engine.connect() as conn:
+                seen.append(await backend_id(conn))
+        assert len(set(seen)) == 1, seen
+    finally:
         await engine.dispose()
