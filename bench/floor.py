@@ -32,6 +32,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import math
 import os
 import time
 import uuid
@@ -400,7 +401,8 @@ def budget_leases(base: str) -> float:
     for line in text.splitlines():
         if line.startswith("voicebook_calcom_budget_leases_total "):
             return float(line.split()[1])
-    raise RuntimeError("voicebook_calcom_budget_leases_total missing from /metrics")
+    # Code from before the counter (``VOICEBOOK_BENCH_SRC``): the booking's own share is unknown.
+    return math.nan
 
 
 def flushed_counters(names: list[str]) -> dict[str, tuple[int, int]]:
@@ -486,7 +488,7 @@ def run_backend(
             report.add(BENCH, f"{backend}.voicebook.budget_lease_commits_per_booking", leases, "commits")
             own = commits[0] - leases
             _add_pair(report, rows, backend, "booking_commits_per_booking", own, commits[1], "commits")
-            report.figures[-3].target, report.figures[-3].ok = "<= 2", own <= 2.0005
+            report.figures[-3].target, report.figures[-3].ok = "<= 2", (own <= 2.0005) if own == own else None
             rows.append((f"{backend} rate-budget lease commits per booking", leases, 0.0, "commits"))
             _add_pair(report, rows, backend, "rollbacks_per_booking", *rollbacks, "rollbacks")
         # One caller: added latency over a bare create to the same stand-in.
