@@ -10,6 +10,7 @@ whole token are gone.
 from __future__ import annotations
 
 import re
+import sys
 
 import pytest
 from hypothesis import given, settings
@@ -182,3 +183,56 @@ def test_the_shortcuts_change_no_result(text: str) -> None:
     from voicebook.logging import _redact_text
 
     assert _redact_text.__wrapped__(text) == _redact_text_scanning_everything(text)
+
+
+def test_word_characters_are_alphanumerics_and_underscore_and_digits_are_decimals() -> None:
+    """``_may_hold_a_phone_number`` reads ``\\w`` as ``str.isalnum`` or ``_`` and ``\\d`` as
+    ``str.isdecimal``: checked for every code point, against this Python's ``re`` and Unicode database."""
+    word, digit = re.compile(r"\w"), re.compile(r"\d")
+    for code in range(sys.maxunicode + 1):
+        char = chr(code)
+        assert (char.isalnum() or char == "_") == (word.match(char) is not None), hex(code)
+        assert char.isdecimal() == (digit.match(char) is not None), hex(code)
+
+
+# Single words: what ids, uids and names look like, with digits of other scripts (Arabic-Indic, Devanagari,
+# fullwidth), digits that are not decimals (superscripts, fractions, Roman numerals) and any letter.
+WORD_CHARACTERS = "0123456789abcdefABCDEF_xyzäß\u0663\u0966\uff11\u00b2\u00bd\u216b\u4e00"
+single_words = (
+    st.text(alphabet=WORD_CHARACTERS, min_size=1, max_size=40)
+    | st.text(alphabet="0123456789\u0663\u0966\uff11\u00b2_", min_size=1, max_size=20)
+    | st.text(alphabet="0123456789", min_size=1, max_size=20)
+    | st.text(st.characters(categories=["L", "N", "Pc"]), min_size=1, max_size=30)
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(single_words | st.text(max_size=40))
+def test_a_phone_scan_is_skipped_only_where_it_would_change_nothing(text: str) -> None:
+    from voicebook.logging import _PHONE_OR_DATE, _mask_phone_match, _may_hold_a_phone_number
+
+    if not _may_hold_a_phone_number(text):
+        assert _PHONE_OR_DATE.sub(_mask_phone_match, text) == text
+
+
+@settings(max_examples=1500, deadline=None)
+@given(single_words)
+def test_single_words_redact_as_the_full_scan_does(text: str) -> None:
+    from voicebook.logging import _redact_text
+
+    assert _redact_text.__wrapped__(text) == _redact_text_scanning_everything(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("0301234567", "0301****67"),  # a word of decimal digits only is still scanned, and masked
+        ("\u0663" * 9, "\u0663\u0663\u0663****\u0663\u0663"),  # Arabic-Indic digits are decimals too
+        ("1234567890123456", "1234567890123456"),  # more than E.164's 15 digits: an id
+        ("1234567\u00b2", "1234567\u00b2"),  # a superscript is a digit but not a decimal: no match
+        ("94309469d37042a68f1a594ef40b04dc", "94309469d37042a68f1a594ef40b04dc"),
+        ("call_7f3c2a9e41b84d0c9a6e5d21b07", "call_7f3c2a9e41b84d0c9a6e5d21b07"),
+    ],
+)
+def test_single_words_that_reach_or_skip_the_phone_scan(text: str, masked: str) -> None:
+    assert redact(text) == masked

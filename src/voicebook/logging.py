@@ -177,8 +177,9 @@ def _redact_text(text: str) -> str:
     A pure function of the text, so it is memoised: a request's lines repeat the same values (call id,
     attempt id, company, function), which are then redacted once. Each pattern only runs when the text
     holds what every one of its matches must contain (``v=``, "bearer", ``cal_``/``key_``, 64
-    characters, seven digits for a phone number to be masked): the same result, without scanning text
-    that cannot match (a new call id, attempt id or booking uid on every booking).
+    characters, seven digits for a phone number to be masked, and nothing but digits if the text is a
+    single word: ``_may_hold_a_phone_number``): the same result, without scanning text that cannot match
+    (a new call id, attempt id or booking uid on every booking).
     """
     if not text:
         return text
@@ -196,9 +197,23 @@ def _redact_text(text: str) -> str:
         text = _HEX_DIGEST.sub(REDACTED, text)
     if "@" in text:
         text = _EMAIL.sub(r"\1***@\2", text)
-    if sum(map(str.isdigit, text)) >= _MIN_PHONE_DIGITS:  # else no match has enough digits to be masked
+    if _may_hold_a_phone_number(text):
         text = _PHONE_OR_DATE.sub(_mask_phone_match, text)
     return text
+
+
+def _may_hold_a_phone_number(text: str) -> bool:
+    """Whether ``_PHONE_OR_DATE`` could mask anything in ``text``; ``False`` only where it cannot.
+
+    A match needs seven digits to be masked. And text of word characters only (an id, a uid, a hex
+    attempt id: ``str.isalnum`` or ``_`` is what ``re`` takes for ``\\w``) can only match as a whole,
+    and only if it is all decimal digits (``\\d``, ``str.isdecimal``): the look-arounds forbid a word
+    character before and after a match, every separator and prefix is a non-word character and every
+    date alternative needs a ``-`` or a ``.``. Telling that costs two C loops instead of a scan.
+    """
+    if text.replace("_", "").isalnum():
+        return len(text) >= _MIN_PHONE_DIGITS and text.isdecimal()
+    return sum(map(str.isdigit, text)) >= _MIN_PHONE_DIGITS
 
 
 @overload
