@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import sys
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -236,3 +237,32 @@ def test_single_words_redact_as_the_full_scan_does(text: str) -> None:
 )
 def test_single_words_that_reach_or_skip_the_phone_scan(text: str, masked: str) -> None:
     assert redact(text) == masked
+
+
+class _Text(str):
+    """A ``str`` subclass: not the common case of ``redact_processor``, but still text."""
+
+
+field_names = st.sampled_from(
+    ["event", "call_id", "timestamp", "level", "logger", "api_key", "Authorization", "x_token", "notes"]
+) | st.integers(0, 3) | st.none()  # fmt: skip
+field_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.binary(max_size=12)
+    | (st.lists(fragments, max_size=8).map("".join)) | st.text(max_size=12).map(_Text),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(field_names, inner, max_size=3),
+    max_leaves=6,
+)  # fmt: skip
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.dictionaries(field_names, field_values, max_size=8))
+def test_the_processor_redacts_each_field_as_redact_does(event: dict[Any, Any]) -> None:
+    """``redact_processor`` spells out ``redact``'s per-field decisions; the fields must come out the same."""
+    from voicebook.logging import _SAFE_KEYS, _is_sensitive_key, redact_processor
+
+    expected = {
+        key: value if key in _SAFE_KEYS else REDACTED if _is_sensitive_key(key) else redact(value)
+        for key, value in event.items()
+    }
+    out = redact_processor(None, "info", dict(event))
+    assert list(out.items()) == list(expected.items())
