@@ -179,44 +179,38 @@ def test_keep_alive_connections_are_closed_when_idle(server: str) -> None:
     sock.close()
 
 
+def _answer_to(server: str, request: bytes) -> bytes:
+    """Send a whole request in one packet; the server's answer, once it closed the connection."""
+    sock = _connect(server)
+    sock.sendall(request)
+    closed, answer = _closed_within(sock, 5)
+    sock.close()
+    assert closed
+    return answer
+
+
 def test_a_whole_oversized_head_in_one_packet_is_refused(server: str) -> None:
     """Complete and in one read: the parsed count refuses it (the incomplete-head count never sees it)."""
-    sock = _connect(server)
-    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 10_000 + b"\r\n\r\n")
-    closed, answer = _closed_within(sock, 5)
-    assert closed
+    answer = _answer_to(server, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 10_000 + b"\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 400"), answer[:80]
-    sock.close()
     _healthy(server)
 
 
 def test_many_small_headers_in_one_packet_are_refused_past_the_limit(server: str) -> None:
-    sock = _connect(server)
     headers = b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 40) for i in range(120))  # ≈ 6 KB, limit 4 KB
-    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n")
-    closed, answer = _closed_within(sock, 5)
-    assert closed
+    answer = _answer_to(server, b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n")
     assert answer.startswith(b"HTTP/1.1 400"), answer[:80]
-    sock.close()
     _healthy(server)
 
 
 def test_a_long_target_counts_as_head(server: str) -> None:
-    sock = _connect(server)
-    sock.sendall(b"GET /healthz?q=" + b"a" * 6_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
-    closed, answer = _closed_within(sock, 5)
-    assert closed
+    answer = _answer_to(server, b"GET /healthz?q=" + b"a" * 6_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 400"), answer[:80]
-    sock.close()
     _healthy(server)
 
 
 def test_a_whole_head_just_under_the_limit_is_served(server: str) -> None:
     """The limit is on the head's size, not a guess: a head of about 3.9 KB (limit 4 KB) is answered."""
-    sock = _connect(server)
     head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 3_800 + b"\r\nConnection: close\r\n\r\n"
-    sock.sendall(head)
-    closed, answer = _closed_within(sock, 5)
-    assert closed
+    answer = _answer_to(server, head)
     assert answer.startswith(b"HTTP/1.1 200"), answer[:80]
-    sock.close()
