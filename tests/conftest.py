@@ -4,6 +4,11 @@ Each backend's schema is built once per session by running the Alembic migration
 of the session's own on PostgreSQL and MariaDB (created beside the configured one, dropped at the end),
 and every test starts from empty tables. A backend whose
 server is absent is skipped loudly, unless VOICEBOOK_TEST_REQUIRE_ALL_DATABASES=1 (CI), where that fails.
+
+For scripts/mutation, which runs a pytest session per mutant in forked children: the scratch databases are
+named VOICEBOOK_TEST_SCRATCH_PREFIX (default ``voicebook_test``) plus the process id, so the script can drop
+what a child killed by its timeout left behind, and a backend found unreachable is also appended to the
+file VOICEBOOK_TEST_UNREACHABLE_LOG, so the script can tell a run whose verdicts a server outage decided.
 """
 
 from __future__ import annotations
@@ -59,7 +64,7 @@ def database_urls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 async def _scratch_database(url: str, *, drop: bool) -> str:
     """A database of this test session's own beside the configured one, so parallel runs never collide."""
     base = make_url(to_async_url(url))
-    name = f"voicebook_test_{os.getpid()}"
+    name = f"{os.environ.get('VOICEBOOK_TEST_SCRATCH_PREFIX', 'voicebook_test')}_{os.getpid()}"
     engine = create_async_engine(base, isolation_level="AUTOCOMMIT")
     try:
         async with engine.connect() as conn:
@@ -94,6 +99,9 @@ def _migrated(backend: str, database_urls: dict[str, str], ready: dict[str, str]
     if problem is not None:
         _unavailable[backend] = f"{describe_url(url)} ({problem})"
         message = f"DATABASE BACKEND {backend.upper()} IS NOT REACHABLE at {describe_url(url)}: {problem}"
+        if log := os.environ.get("VOICEBOOK_TEST_UNREACHABLE_LOG"):
+            with open(log, "a", encoding="utf-8") as unreachable:
+                unreachable.write(f"pid {os.getpid()}: {message}\n")
         if os.environ.get("VOICEBOOK_TEST_REQUIRE_ALL_DATABASES") == "1":
             pytest.fail(message + " (VOICEBOOK_TEST_REQUIRE_ALL_DATABASES=1)", pytrace=False)
         pytest.skip(message)
