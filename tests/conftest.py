@@ -21,7 +21,13 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from sqlalchemy import make_url, text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from voicebook.db import migrate
 from voicebook.db.base import Base
@@ -69,6 +75,7 @@ async def _scratch_database(url: str, *, drop: bool) -> str:
     try:
         async with engine.connect() as conn:
             quoted = f'"{name}"' if base.get_backend_name() == "postgresql" else f"`{name}`"
+            await _bound_lock_waits(conn)
             await conn.execute(text(f"DROP DATABASE IF EXISTS {quoted}"))
             if not drop:
                 await conn.execute(text(f"CREATE DATABASE {quoted}"))
@@ -113,8 +120,19 @@ def _migrated(backend: str, database_urls: dict[str, str], ready: dict[str, str]
     return url
 
 
+async def _bound_lock_waits(conn: AsyncConnection) -> None:
+    """A transaction that a failing test (or a mutant, scripts/mutation) left open holds its locks until
+    its process ends: the next DELETE or DROP DATABASE waiting for them fails after 10 s instead of hanging
+    (PostgreSQL waits for ever; MariaDB 50 s for a row lock, a day for a table's metadata lock)."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(text("SET lock_timeout = '10s'"))
+    elif conn.dialect.name in ("mysql", "mariadb"):
+        await conn.execute(text("SET SESSION innodb_lock_wait_timeout = 10, lock_wait_timeout = 10"))
+
+
 async def wipe(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
+        await _bound_lock_waits(conn)
         for table in reversed(Base.metadata.sorted_tables):
             await conn.execute(table.delete())
 

@@ -12,12 +12,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Table, bindparam, event, func, insert, select, text, update
+from sqlalchemy import Table, TextClause, bindparam, event, func, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, MultipleResultsFound, NoResultFound
 from sqlalchemy.ext.asyncio import AsyncEngine
 from tests.factories import company_row
 
-from voicebook.db.lean import lean_transaction
+from voicebook.db.lean import LeanConnection, lean_transaction
 from voicebook.db.models import Company, GuardEvent
 from voicebook.db.queries import insert_or_get, insert_or_nothing
 from voicebook.db.session import make_engine
@@ -52,6 +52,31 @@ async def _insert_twice(engine: AsyncEngine, slug: str) -> None:
         await conn.execute(INSERT_COMPANY, _company(slug))
 
 
+async def _victim(conn: LeanConnection) -> tuple[int, TextClause]:
+    """``conn``'s session id on the server, and the statement that ends that session from another one."""
+    if conn.dialect.name == "postgresql":
+        pid = (await conn.execute(select(func.pg_backend_pid()))).scalar_one()
+        return int(pid), text("SELECT pg_terminate_backend(:pid)")
+    pid = (await conn.execute(select(func.connection_id()))).scalar_one()
+    return int(pid), text(f"KILL {int(pid)}")
+
+
+async def _kill_own_backend(engine: AsyncEngine, conn: LeanConnection) -> None:
+    """The server ends ``conn``'s session (as a restart or failover would) between two statements."""
+    victim, kill = await _victim(conn)
+    async with engine.connect() as other:
+        await other.execute(kill, {"pid": victim})
+    await asyncio.sleep(0.2)
+
+
+async def _lose_connection_midway(engine: AsyncEngine, slug: str) -> None:
+    """A transaction that inserted a row, loses its connection and runs one more statement."""
+    async with lean_transaction(engine) as conn:
+        await conn.execute(INSERT_COMPANY, _company(slug))
+        await _kill_own_backend(engine, conn)
+        await conn.execute(BY_SLUG, {"slug": slug})
+
+
 async def _cancel_mid_transaction(engine: AsyncEngine, slug: str) -> None:
     """A transaction that inserted a row and is cancelled before it commits."""
     started = asyncio.Event()
@@ -63,10 +88,12 @@ async def _cancel_mid_transaction(engine: AsyncEngine, slug: str) -> None:
             await asyncio.sleep(30)
 
     task = asyncio.create_task(slow())
-    await started.wait()
+    waiting = asyncio.create_task(started.wait())
+    await asyncio.wait((task, waiting), return_when=asyncio.FIRST_COMPLETED)  # an insert that fails ends it
+    waiting.cancel()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
-        await task
+        await task  # or the insert's error
 
 
 async def test_a_committed_insert_reads_back_the_same_through_sqlalchemy(engine: AsyncEngine) -> None:
@@ -175,24 +202,8 @@ async def test_a_cancelled_transaction_commits_nothing_and_leaves_a_working_pool
 async def test_a_lost_connection_is_a_dbapi_error_and_is_replaced(engine: AsyncEngine) -> None:
     """The server kills our backend mid-transaction: the error says the connection was invalidated, and
     the next transaction gets a fresh connection instead of the dead one."""
-    killer = engine
-
-    async def killed_midway() -> None:
-        async with lean_transaction(engine) as conn:
-            await conn.execute(INSERT_COMPANY, _company("h"))
-            if conn.dialect.name == "postgresql":
-                victim = (await conn.execute(select(func.pg_backend_pid()))).scalar_one()
-                sql = text("SELECT pg_terminate_backend(:pid)")
-            else:
-                victim = (await conn.execute(select(func.connection_id()))).scalar_one()
-                sql = text(f"KILL {int(victim)}")
-            async with killer.connect() as other:
-                await other.execute(sql, {"pid": victim})
-            await asyncio.sleep(0.2)
-            await conn.execute(BY_SLUG, {"slug": "h"})
-
     with pytest.raises(DBAPIError) as caught:
-        await killed_midway()
+        await _lose_connection_midway(engine, "h")
     assert caught.value.connection_invalidated
     assert await _count(engine, COMPANIES) == 0
     async with lean_transaction(engine) as conn:
