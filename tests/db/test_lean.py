@@ -285,3 +285,58 @@ async def test_an_error_returns_the_connection_to_the_pool_and_a_cancel_discards
     assert seen == []
     await _cancel_mid_transaction(engine, "q")
     assert len(seen) == 1
+
+
+LITERAL_REFUSED = "lean execution: literal-execute parameters or escaped names"
+IN_REFUSED = "lean execution: IN parameter 'locales' needs a list or tuple"
+BY_ID = COMPANIES.c.id == bindparam("cid")
+
+
+@pytest.mark.parametrize(
+    ("stmt", "params", "message"),
+    [
+        pytest.param(
+            select(COMPANIES.c.id).where(COMPANIES.c.slug == bindparam("s", literal_execute=True)),
+            {"s": "a"},
+            LITERAL_REFUSED,
+            id="literal-execute",
+        ),
+        pytest.param(
+            select(COMPANIES.c.id).where(COMPANIES.c.slug == bindparam("a b")),
+            {"a b": "a"},
+            LITERAL_REFUSED,
+            id="escaped-name",
+        ),
+        pytest.param(
+            select(COMPANIES.c.id).where(COMPANIES.c.slug == bindparam("s", callable_=lambda: "a")),
+            {},
+            "lean execution: callable bind parameters",
+            id="callable",
+        ),
+        pytest.param(
+            text("SELECT 1"),
+            {},
+            "lean execution: result columns unknown to the compiler",
+            id="textual-select",
+        ),
+        pytest.param(
+            RENAME_IF, {"cid": 1, "new_name": "X", "locales": {"de"}}, IN_REFUSED, id="in-from-a-set"
+        ),
+        pytest.param(RENAME_IF, {"cid": 1, "new_name": "X"}, IN_REFUSED, id="in-without-values"),
+        pytest.param(
+            select(COMPANIES.c.id).where(BY_ID, COMPANIES.c.locale.in_(["de"])),
+            {"cid": 1},
+            "lean execution: IN parameter 'locale_1' needs a list or tuple",
+            id="in-bound-in-the-statement",
+        ),
+    ],
+)
+async def test_what_it_cannot_run_as_sqlalchemy_would_is_refused(
+    engine: AsyncEngine, stmt: Any, params: dict[str, Any], message: str
+) -> None:
+    """Never run half-right: e.g. an IN without a list of values would be expanded empty and match
+    nothing, where SQLAlchemy matches the set's values or refuses a missing value."""
+    async with lean_transaction(engine) as conn:
+        with pytest.raises(NotImplementedError) as caught:
+            await conn.execute(stmt, params)
+    assert str(caught.value) == message
