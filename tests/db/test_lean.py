@@ -8,17 +8,33 @@ becomes of the transaction and the pooled connection after an error, a lost conn
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Table, TextClause, bindparam, event, func, insert, select, text, update
+from sqlalchemy import (
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    TextClause,
+    bindparam,
+    event,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import DBAPIError, IntegrityError, MultipleResultsFound, NoResultFound
 from sqlalchemy.ext.asyncio import AsyncEngine
 from tests.factories import company_row
 
+from voicebook.db import lean
 from voicebook.db.lean import LeanConnection, lean_transaction
-from voicebook.db.models import Company, GuardEvent
+from voicebook.db.models import Company, GuardEvent, RateBudget
 from voicebook.db.queries import insert_or_get, insert_or_nothing
 from voicebook.db.session import make_engine
 
@@ -27,6 +43,7 @@ pytestmark = pytest.mark.asyncio
 NOW = datetime(2030, 3, 4, 7, 0, 0, 123456, tzinfo=UTC)
 COMPANIES: Table = Company.__table__  # type: ignore[assignment]
 EVENTS: Table = GuardEvent.__table__  # type: ignore[assignment]
+BUDGETS: Table = RateBudget.__table__  # type: ignore[assignment]
 INSERT_COMPANY = insert(COMPANIES)
 BY_SLUG = select(COMPANIES).where(COMPANIES.c.slug == bindparam("slug"))
 RENAME_IF = (
@@ -287,6 +304,104 @@ async def test_an_error_returns_the_connection_to_the_pool_and_a_cancel_discards
     assert len(seen) == 1
 
 
+# --- from the mutation run with PostgreSQL and MariaDB (docs/TESTING.md, run 11) -----------------------
+
+
+async def test_one_and_one_or_none_refuse_with_sqlalchemys_messages(engine: AsyncEngine) -> None:
+    every = select(COMPANIES.c.id)
+    async with engine.begin() as conn:
+        await conn.execute(INSERT_COMPANY, _company("m"))
+        await conn.execute(INSERT_COMPANY, _company("n"))
+        with pytest.raises(MultipleResultsFound) as theirs_many:
+            (await conn.execute(every)).one_or_none()
+        with pytest.raises(NoResultFound) as theirs_none:
+            (await conn.execute(BY_SLUG, {"slug": "nobody"})).one()
+    async with lean_transaction(engine) as lean_conn:
+        with pytest.raises(MultipleResultsFound) as many:
+            (await lean_conn.execute(every)).one_or_none()
+        with pytest.raises(NoResultFound) as none:
+            (await lean_conn.execute(BY_SLUG, {"slug": "nobody"})).one()
+    assert (str(many.value), str(none.value)) == (str(theirs_many.value), str(theirs_none.value))
+
+
+async def test_first_and_scalar_of_no_rows_are_none(engine: AsyncEngine) -> None:
+    async with lean_transaction(engine) as conn:
+        empty = await conn.execute(BY_SLUG, {"slug": "nobody"})
+    assert (empty.first(), empty.scalar()) == (None, None)
+
+
+async def test_only_an_insert_has_an_inserted_primary_key(engine: AsyncEngine) -> None:
+    async with lean_transaction(engine) as conn:
+        selected = await conn.execute(BY_SLUG, {"slug": "nobody"})
+    assert selected.inserted_primary_key is None
+
+
+async def test_an_insert_with_its_own_primary_key_reports_that_key(engine: AsyncEngine) -> None:
+    """``rate_budgets.key`` is a string the caller gives: not the driver's last row id (SQLite's rowid,
+    MariaDB's 0)."""
+    async with lean_transaction(engine) as conn:
+        result = await conn.execute(insert(BUDGETS), {"key": "k-1", "tokens": 2.5, "refilled_at": 0.0})
+    assert result.inserted_primary_key == ("k-1",)
+
+
+async def test_a_double_column_reads_back_as_a_float(engine: AsyncEngine) -> None:
+    """asyncpg's numeric result processor is chosen by the column's type code (float8 here)."""
+    async with lean_transaction(engine) as conn:
+        await conn.execute(insert(BUDGETS), {"key": "k-2", "tokens": 2.5, "refilled_at": 0.0})
+        tokens = (await conn.execute(select(BUDGETS.c.tokens))).scalar_one()
+    assert (tokens, type(tokens)) == (2.5, float)
+
+
+async def test_a_column_labelled_with_a_python_keyword_is_read_by_position_and_mapping(
+    engine: AsyncEngine,
+) -> None:
+    async with lean_transaction(engine) as conn:
+        await conn.execute(INSERT_COMPANY, _company("kw"))
+        row = (await conn.execute(select(COMPANIES.c.slug.label("from")))).one()
+    assert (row[0], row._mapping["from"]) == ("kw", "kw")
+
+
+async def test_a_row_takes_no_new_attributes_like_sqlalchemys(engine: AsyncEngine) -> None:
+    """No ``__dict__`` per row (``__slots__``): a row stays a plain tuple, as small as SQLAlchemy's."""
+    async with lean_transaction(engine) as conn:
+        await conn.execute(INSERT_COMPANY, _company("ro"))
+        row = (await conn.execute(BY_SLUG, {"slug": "ro"})).one()
+    with pytest.raises(AttributeError):
+        row.note = "x"
+
+
+# ``companies`` seen through a Table whose ``name`` has a Python default and an onupdate that differ (the
+# real ``updated_at`` has the same function for both, so it cannot tell them apart).
+NAMED_BY_DEFAULTS = Table(
+    "companies",
+    MetaData(),
+    Column("id", Integer, primary_key=True),
+    Column("slug", String(100)),
+    Column("name", String(200), default="named by default", onupdate="named by onupdate"),
+)
+
+
+async def test_an_update_fills_a_column_it_does_not_set_with_its_onupdate_not_its_default(
+    engine: AsyncEngine,
+) -> None:
+    table = NAMED_BY_DEFAULTS
+    reslug = update(table).where(table.c.slug == bindparam("old")).values(slug=bindparam("new"))
+    async with lean_transaction(engine) as conn:
+        await conn.execute(INSERT_COMPANY, _company("o"))
+        await conn.execute(reslug, {"old": "o", "new": "o2"})
+        row = (await conn.execute(BY_SLUG, {"slug": "o2"})).one()
+    assert row.name == "named by onupdate"
+
+
+async def test_an_expanding_in_takes_tuples_of_any_length(engine: AsyncEngine) -> None:
+    async with lean_transaction(engine) as conn:
+        result = await conn.execute(INSERT_COMPANY, _company("t"))
+        (cid,) = result.inserted_primary_key or (None,)
+        missed = await conn.execute(RENAME_IF, {"cid": cid, "locales": ("en",), "new_name": "X"})
+        hit = await conn.execute(RENAME_IF, {"cid": cid, "locales": ("fr", "de"), "new_name": "Y"})
+    assert (missed.rowcount, hit.rowcount) == (0, 1)
+
+
 LITERAL_REFUSED = "lean execution: literal-execute parameters or escaped names"
 IN_REFUSED = "lean execution: IN parameter 'locales' needs a list or tuple"
 BY_ID = COMPANIES.c.id == bindparam("cid")
@@ -340,3 +455,117 @@ async def test_what_it_cannot_run_as_sqlalchemy_would_is_refused(
         with pytest.raises(NotImplementedError) as caught:
             await conn.execute(stmt, params)
     assert str(caught.value) == message
+
+
+async def test_a_statement_compiles_once_per_engine(engine: AsyncEngine) -> None:
+    """Its plan (SQL, processors, row class) is kept: a later execution, in a later transaction too, gets
+    rows of the same class."""
+    async with engine.begin() as conn:
+        await conn.execute(INSERT_COMPANY, _company("p"))
+    async with lean_transaction(engine) as conn:
+        first = (await conn.execute(BY_SLUG, {"slug": "p"})).one()
+    async with lean_transaction(engine) as conn:
+        again = (await conn.execute(BY_SLUG, {"slug": "p"})).one()
+    assert type(again) is type(first)
+
+
+async def test_the_plans_are_bounded(engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ad-hoc statements pass through too: a new plan beyond the bound starts the cache over, so the first
+    statement compiles again (rows of a new class)."""
+    monkeypatch.setattr(lean, "_PLAN_CACHE_SIZE", 2)
+    async with engine.begin() as conn:
+        await conn.execute(INSERT_COMPANY, _company("b"))
+    async with lean_transaction(engine) as conn:
+        first = (await conn.execute(BY_SLUG, {"slug": "b"})).one()
+        await conn.execute(select(COMPANIES.c.id))
+        await conn.execute(select(COMPANIES.c.slug))  # the third plan: the bound of two is reached
+        again = (await conn.execute(BY_SLUG, {"slug": "b"})).one()
+    assert type(again) is not type(first)
+
+
+async def test_a_statement_that_counts_no_rows_reports_the_row_count_sqlalchemy_does(
+    engine: AsyncEngine,
+) -> None:
+    """A SAVEPOINT's status carries no count: -1 on PostgreSQL and SQLite, MariaDB's 0 affected rows."""
+    async with engine.begin() as conn:
+        expected = (await conn.execute(text("SAVEPOINT probe"))).rowcount
+    async with lean_transaction(engine) as lean_conn:
+        counted = (await lean_conn.execute(text("SAVEPOINT probe"))).rowcount
+    assert counted == expected
+
+
+async def _running(other: Any, victim: int) -> bool:
+    """Whether the server session ``victim`` is executing a statement right now."""
+    if other.dialect.name == "postgresql":
+        query = "SELECT count(*) FROM pg_stat_activity WHERE pid = :pid AND state = 'active'"
+    else:
+        query = "SELECT count(*) FROM information_schema.processlist WHERE id = :pid AND command = 'Query'"
+    return bool((await other.execute(text(query), {"pid": victim})).scalar_one())
+
+
+@pytest.mark.parametrize("db_url", ["postgresql", "mariadb"], indirect=True)
+async def test_a_connection_lost_during_a_statement_is_reported_invalidated(engine: AsyncEngine) -> None:
+    """Killed while the server runs the statement (not between two): the driver's error says only that
+    the connection closed mid-operation, and the connection itself tells it was lost."""
+
+    async def killed_in_flight() -> None:
+        async with lean_transaction(engine) as conn:
+            victim, kill = await _victim(conn)
+            sleep = select(func.pg_sleep(10) if conn.dialect.name == "postgresql" else func.sleep(10))
+
+            killing = asyncio.Event()
+
+            async def killer() -> None:
+                async with engine.connect() as other:
+                    for _ in range(100):  # until the victim runs the sleep (10 s at most)
+                        if await _running(other, victim):
+                            break
+                        await asyncio.sleep(0.1)
+                    killing.set()
+                    await other.execute(kill, {"pid": victim})
+
+            task = asyncio.create_task(killer())
+            try:
+                await conn.execute(sleep)
+            finally:
+                if not killing.is_set():  # the sleep failed before it ran: nothing to kill
+                    task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    with pytest.raises(DBAPIError) as caught:
+        await killed_in_flight()
+    assert caught.value.connection_invalidated
+
+
+@pytest.mark.parametrize("db_url", ["postgresql", "mariadb"], indirect=True)
+async def test_a_failed_commit_is_a_dbapi_error_naming_the_commit(engine: AsyncEngine) -> None:
+    async def killed_before_commit() -> None:
+        async with lean_transaction(engine) as conn:
+            await conn.execute(INSERT_COMPANY, _company("k"))
+            await _kill_own_backend(engine, conn)
+
+    with pytest.raises(DBAPIError) as caught:
+        await killed_before_commit()
+    assert (caught.value.statement, caught.value.params, caught.value.connection_invalidated) == (
+        "COMMIT",
+        (),
+        True,
+    )
+
+
+@pytest.mark.parametrize("db_url", ["postgresql", "mariadb"], indirect=True)
+async def test_a_lost_connection_is_invalidated_with_the_drivers_error(engine: AsyncEngine) -> None:
+    """The pool's ``invalidate`` event (logging, metrics) gets the error that showed the connection lost."""
+    seen = _invalidations(engine)
+    with pytest.raises(DBAPIError) as caught:
+        await _lose_connection_midway(engine, "v")
+    assert seen == [caught.value.orig]
+
+
+async def test_a_cancel_invalidates_the_connection_without_an_error(engine: AsyncEngine) -> None:
+    """A cancel is no connection error: the pool's ``invalidate`` event gets no exception (it takes an
+    ``Exception``; ``CancelledError`` is not one)."""
+    seen = _invalidations(engine)
+    await _cancel_mid_transaction(engine, "w")
+    assert seen == [None]
