@@ -4,6 +4,11 @@ Each backend's schema is built once per session by running the Alembic migration
 of the session's own on PostgreSQL and MariaDB (created beside the configured one, dropped at the end),
 and every test starts from empty tables. A backend whose
 server is absent is skipped loudly, unless VOICEBOOK_TEST_REQUIRE_ALL_DATABASES=1 (CI), where that fails.
+
+For scripts/mutation, which runs a pytest session per mutant in forked children: the scratch databases are
+named VOICEBOOK_TEST_SCRATCH_PREFIX (default ``voicebook_test``) plus the process id, so the script can drop
+what a child killed by its timeout left behind, and a backend found unreachable is also appended to the
+file VOICEBOOK_TEST_UNREACHABLE_LOG, so the script can tell a run whose verdicts a server outage decided.
 """
 
 from __future__ import annotations
@@ -16,7 +21,13 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from sqlalchemy import make_url, text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from voicebook.db import migrate
 from voicebook.db.base import Base
@@ -59,11 +70,12 @@ def database_urls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 async def _scratch_database(url: str, *, drop: bool) -> str:
     """A database of this test session's own beside the configured one, so parallel runs never collide."""
     base = make_url(to_async_url(url))
-    name = f"voicebook_test_{os.getpid()}"
+    name = f"{os.environ.get('VOICEBOOK_TEST_SCRATCH_PREFIX', 'voicebook_test')}_{os.getpid()}"
     engine = create_async_engine(base, isolation_level="AUTOCOMMIT")
     try:
         async with engine.connect() as conn:
             quoted = f'"{name}"' if base.get_backend_name() == "postgresql" else f"`{name}`"
+            await _bound_lock_waits(conn)
             await conn.execute(text(f"DROP DATABASE IF EXISTS {quoted}"))
             if not drop:
                 await conn.execute(text(f"CREATE DATABASE {quoted}"))
@@ -94,6 +106,9 @@ def _migrated(backend: str, database_urls: dict[str, str], ready: dict[str, str]
     if problem is not None:
         _unavailable[backend] = f"{describe_url(url)} ({problem})"
         message = f"DATABASE BACKEND {backend.upper()} IS NOT REACHABLE at {describe_url(url)}: {problem}"
+        if log := os.environ.get("VOICEBOOK_TEST_UNREACHABLE_LOG"):
+            with open(log, "a", encoding="utf-8") as unreachable:
+                unreachable.write(f"pid {os.getpid()}: {message}\n")
         if os.environ.get("VOICEBOOK_TEST_REQUIRE_ALL_DATABASES") == "1":
             pytest.fail(message + " (VOICEBOOK_TEST_REQUIRE_ALL_DATABASES=1)", pytrace=False)
         pytest.skip(message)
@@ -105,8 +120,19 @@ def _migrated(backend: str, database_urls: dict[str, str], ready: dict[str, str]
     return url
 
 
+async def _bound_lock_waits(conn: AsyncConnection) -> None:
+    """A transaction that a failing test (or a mutant, scripts/mutation) left open holds its locks until
+    its process ends: the next DELETE or DROP DATABASE waiting for them fails after 10 s instead of hanging
+    (PostgreSQL waits for ever; MariaDB 50 s for a row lock, a day for a table's metadata lock)."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(text("SET lock_timeout = '10s'"))
+    elif conn.dialect.name in ("mysql", "mariadb"):
+        await conn.execute(text("SET SESSION innodb_lock_wait_timeout = 10, lock_wait_timeout = 10"))
+
+
 async def wipe(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
+        await _bound_lock_waits(conn)
         for table in reversed(Base.metadata.sorted_tables):
             await conn.execute(table.delete())
 

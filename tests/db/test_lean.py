@@ -8,17 +8,33 @@ becomes of the transaction and the pooled connection after an error, a lost conn
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Table, bindparam, event, func, insert, select, text, update
+from sqlalchemy import (
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    TextClause,
+    bindparam,
+    event,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import DBAPIError, IntegrityError, MultipleResultsFound, NoResultFound
 from sqlalchemy.ext.asyncio import AsyncEngine
 from tests.factories import company_row
 
-from voicebook.db.lean import lean_transaction
-from voicebook.db.models import Company, GuardEvent
+from voicebook.db import lean
+from voicebook.db.lean import LeanConnection, lean_transaction
+from voicebook.db.models import Company, GuardEvent, RateBudget
 from voicebook.db.queries import insert_or_get, insert_or_nothing
 from voicebook.db.session import make_engine
 
@@ -27,6 +43,7 @@ pytestmark = pytest.mark.asyncio
 NOW = datetime(2030, 3, 4, 7, 0, 0, 123456, tzinfo=UTC)
 COMPANIES: Table = Company.__table__  # type: ignore[assignment]
 EVENTS: Table = GuardEvent.__table__  # type: ignore[assignment]
+BUDGETS: Table = RateBudget.__table__  # type: ignore[assignment]
 INSERT_COMPANY = insert(COMPANIES)
 BY_SLUG = select(COMPANIES).where(COMPANIES.c.slug == bindparam("slug"))
 RENAME_IF = (
@@ -52,6 +69,31 @@ async def _insert_twice(engine: AsyncEngine, slug: str) -> None:
         await conn.execute(INSERT_COMPANY, _company(slug))
 
 
+async def _victim(conn: LeanConnection) -> tuple[int, TextClause]:
+    """``conn``'s session id on the server, and the statement that ends that session from another one."""
+    if conn.dialect.name == "postgresql":
+        pid = (await conn.execute(select(func.pg_backend_pid()))).scalar_one()
+        return int(pid), text("SELECT pg_terminate_backend(:pid)")
+    pid = (await conn.execute(select(func.connection_id()))).scalar_one()
+    return int(pid), text(f"KILL {int(pid)}")
+
+
+async def _kill_own_backend(engine: AsyncEngine, conn: LeanConnection) -> None:
+    """The server ends ``conn``'s session (as a restart or failover would) between two statements."""
+    victim, kill = await _victim(conn)
+    async with engine.connect() as other:
+        await other.execute(kill, {"pid": victim})
+    await asyncio.sleep(0.2)
+
+
+async def _lose_connection_midway(engine: AsyncEngine, slug: str) -> None:
+    """A transaction that inserted a row, loses its connection and runs one more statement."""
+    async with lean_transaction(engine) as conn:
+        await conn.execute(INSERT_COMPANY, _company(slug))
+        await _kill_own_backend(engine, conn)
+        await conn.execute(BY_SLUG, {"slug": slug})
+
+
 async def _cancel_mid_transaction(engine: AsyncEngine, slug: str) -> None:
     """A transaction that inserted a row and is cancelled before it commits."""
     started = asyncio.Event()
@@ -63,10 +105,12 @@ async def _cancel_mid_transaction(engine: AsyncEngine, slug: str) -> None:
             await asyncio.sleep(30)
 
     task = asyncio.create_task(slow())
-    await started.wait()
+    waiting = asyncio.create_task(started.wait())
+    await asyncio.wait((task, waiting), return_when=asyncio.FIRST_COMPLETED)  # an insert that fails ends it
+    waiting.cancel()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
-        await task
+        await task  # or the insert's error
 
 
 async def test_a_committed_insert_reads_back_the_same_through_sqlalchemy(engine: AsyncEngine) -> None:
@@ -187,24 +231,8 @@ async def test_a_cancelled_transaction_commits_nothing_and_leaves_a_working_pool
 async def test_a_lost_connection_is_a_dbapi_error_and_is_replaced(engine: AsyncEngine) -> None:
     """The server kills our backend mid-transaction: the error says the connection was invalidated, and
     the next transaction gets a fresh connection instead of the dead one."""
-    killer = engine
-
-    async def killed_midway() -> None:
-        async with lean_transaction(engine) as conn:
-            await conn.execute(INSERT_COMPANY, _company("h"))
-            if conn.dialect.name == "postgresql":
-                victim = (await conn.execute(select(func.pg_backend_pid()))).scalar_one()
-                sql = text("SELECT pg_terminate_backend(:pid)")
-            else:
-                victim = (await conn.execute(select(func.connection_id()))).scalar_one()
-                sql = text(f"KILL {int(victim)}")
-            async with killer.connect() as other:
-                await other.execute(sql, {"pid": victim})
-            await asyncio.sleep(0.2)
-            await conn.execute(BY_SLUG, {"slug": "h"})
-
     with pytest.raises(DBAPIError) as caught:
-        await killed_midway()
+        await _lose_connection_midway(engine, "h")
     assert caught.value.connection_invalidated
     assert await _count(engine, COMPANIES) == 0
     async with lean_transaction(engine) as conn:
@@ -286,3 +314,270 @@ async def test_an_error_returns_the_connection_to_the_pool_and_a_cancel_discards
     assert seen == []
     await _cancel_mid_transaction(engine, "q")
     assert len(seen) == 1
+
+
+# --- from the mutation run with PostgreSQL and MariaDB (docs/TESTING.md, run 11) -----------------------
+
+
+async def test_one_and_one_or_none_refuse_with_sqlalchemys_messages(engine: AsyncEngine) -> None:
+    every = select(COMPANIES.c.id)
+    async with engine.begin() as conn:
+        await conn.execute(INSERT_COMPANY, _company("m"))
+        await conn.execute(INSERT_COMPANY, _company("n"))
+        with pytest.raises(MultipleResultsFound) as theirs_many:
+            (await conn.execute(every)).one_or_none()
+        with pytest.raises(NoResultFound) as theirs_none:
+            (await conn.execute(BY_SLUG, {"slug": "nobody"})).one()
+    async with lean_transaction(engine) as lean_conn:
+        with pytest.raises(MultipleResultsFound) as many:
+            (await lean_conn.execute(every)).one_or_none()
+        with pytest.raises(NoResultFound) as none:
+            (await lean_conn.execute(BY_SLUG, {"slug": "nobody"})).one()
+    assert (str(many.value), str(none.value)) == (str(theirs_many.value), str(theirs_none.value))
+
+
+async def test_first_and_scalar_of_no_rows_are_none(engine: AsyncEngine) -> None:
+    async with lean_transaction(engine) as conn:
+        empty = await conn.execute(BY_SLUG, {"slug": "nobody"})
+    assert (empty.first(), empty.scalar()) == (None, None)
+
+
+async def test_only_an_insert_has_an_inserted_primary_key(engine: AsyncEngine) -> None:
+    async with lean_transaction(engine) as conn:
+        selected = await conn.execute(BY_SLUG, {"slug": "nobody"})
+    assert selected.inserted_primary_key is None
+
+
+async def test_an_insert_with_its_own_primary_key_reports_that_key(engine: AsyncEngine) -> None:
+    """``rate_budgets.key`` is a string the caller gives: not the driver's last row id (SQLite's rowid,
+    MariaDB's 0)."""
+    async with lean_transaction(engine) as conn:
+        result = await conn.execute(insert(BUDGETS), {"key": "k-1", "tokens": 2.5, "refilled_at": 0.0})
+    assert result.inserted_primary_key == ("k-1",)
+
+
+async def test_a_double_column_reads_back_as_a_float(engine: AsyncEngine) -> None:
+    """asyncpg's numeric result processor is chosen by the column's type code (float8 here)."""
+    async with lean_transaction(engine) as conn:
+        await conn.execute(insert(BUDGETS), {"key": "k-2", "tokens": 2.5, "refilled_at": 0.0})
+        tokens = (await conn.execute(select(BUDGETS.c.tokens))).scalar_one()
+    assert (tokens, type(tokens)) == (2.5, float)
+
+
+async def test_a_column_labelled_with_a_python_keyword_is_read_by_position_and_mapping(
+    engine: AsyncEngine,
+) -> None:
+    async with lean_transaction(engine) as conn:
+        await conn.execute(INSERT_COMPANY, _company("kw"))
+        row = (await conn.execute(select(COMPANIES.c.slug.label("from")))).one()
+    assert (row[0], row._mapping["from"]) == ("kw", "kw")
+
+
+async def test_a_row_takes_no_new_attributes_like_sqlalchemys(engine: AsyncEngine) -> None:
+    """No ``__dict__`` per row (``__slots__``): a row stays a plain tuple, as small as SQLAlchemy's."""
+    async with lean_transaction(engine) as conn:
+        await conn.execute(INSERT_COMPANY, _company("ro"))
+        row = (await conn.execute(BY_SLUG, {"slug": "ro"})).one()
+    with pytest.raises(AttributeError):
+        row.note = "x"
+
+
+# ``companies`` seen through a Table whose ``name`` has a Python default and an onupdate that differ (the
+# real ``updated_at`` has the same function for both, so it cannot tell them apart).
+NAMED_BY_DEFAULTS = Table(
+    "companies",
+    MetaData(),
+    Column("id", Integer, primary_key=True),
+    Column("slug", String(100)),
+    Column("name", String(200), default="named by default", onupdate="named by onupdate"),
+)
+
+
+async def test_an_update_fills_a_column_it_does_not_set_with_its_onupdate_not_its_default(
+    engine: AsyncEngine,
+) -> None:
+    table = NAMED_BY_DEFAULTS
+    reslug = update(table).where(table.c.slug == bindparam("old")).values(slug=bindparam("new"))
+    async with lean_transaction(engine) as conn:
+        await conn.execute(INSERT_COMPANY, _company("o"))
+        await conn.execute(reslug, {"old": "o", "new": "o2"})
+        row = (await conn.execute(BY_SLUG, {"slug": "o2"})).one()
+    assert row.name == "named by onupdate"
+
+
+async def test_an_expanding_in_takes_tuples_of_any_length(engine: AsyncEngine) -> None:
+    async with lean_transaction(engine) as conn:
+        result = await conn.execute(INSERT_COMPANY, _company("t"))
+        (cid,) = result.inserted_primary_key or (None,)
+        missed = await conn.execute(RENAME_IF, {"cid": cid, "locales": ("en",), "new_name": "X"})
+        hit = await conn.execute(RENAME_IF, {"cid": cid, "locales": ("fr", "de"), "new_name": "Y"})
+    assert (missed.rowcount, hit.rowcount) == (0, 1)
+
+
+LITERAL_REFUSED = "lean execution: literal-execute parameters or escaped names"
+IN_REFUSED = "lean execution: IN parameter 'locales' needs a list or tuple"
+BY_ID = COMPANIES.c.id == bindparam("cid")
+
+
+@pytest.mark.parametrize(
+    ("stmt", "params", "message"),
+    [
+        pytest.param(
+            select(COMPANIES.c.id).where(COMPANIES.c.slug == bindparam("s", literal_execute=True)),
+            {"s": "a"},
+            LITERAL_REFUSED,
+            id="literal-execute",
+        ),
+        pytest.param(
+            select(COMPANIES.c.id).where(COMPANIES.c.slug == bindparam("a b")),
+            {"a b": "a"},
+            LITERAL_REFUSED,
+            id="escaped-name",
+        ),
+        pytest.param(
+            select(COMPANIES.c.id).where(COMPANIES.c.slug == bindparam("s", callable_=lambda: "a")),
+            {},
+            "lean execution: callable bind parameters",
+            id="callable",
+        ),
+        pytest.param(
+            text("SELECT 1"),
+            {},
+            "lean execution: result columns unknown to the compiler",
+            id="textual-select",
+        ),
+        pytest.param(
+            RENAME_IF, {"cid": 1, "new_name": "X", "locales": {"de"}}, IN_REFUSED, id="in-from-a-set"
+        ),
+        pytest.param(RENAME_IF, {"cid": 1, "new_name": "X"}, IN_REFUSED, id="in-without-values"),
+        pytest.param(
+            select(COMPANIES.c.id).where(BY_ID, COMPANIES.c.locale.in_(["de"])),
+            {"cid": 1},
+            "lean execution: IN parameter 'locale_1' needs a list or tuple",
+            id="in-bound-in-the-statement",
+        ),
+    ],
+)
+async def test_what_it_cannot_run_as_sqlalchemy_would_is_refused(
+    engine: AsyncEngine, stmt: Any, params: dict[str, Any], message: str
+) -> None:
+    """Never run half-right: e.g. an IN without a list of values would be expanded empty and match
+    nothing, where SQLAlchemy matches the set's values or refuses a missing value."""
+    async with lean_transaction(engine) as conn:
+        with pytest.raises(NotImplementedError) as caught:
+            await conn.execute(stmt, params)
+    assert str(caught.value) == message
+
+
+async def test_a_statement_compiles_once_per_engine(engine: AsyncEngine) -> None:
+    """Its plan (SQL, processors, row class) is kept: a later execution, in a later transaction too, gets
+    rows of the same class."""
+    async with engine.begin() as conn:
+        await conn.execute(INSERT_COMPANY, _company("p"))
+    async with lean_transaction(engine) as conn:
+        first = (await conn.execute(BY_SLUG, {"slug": "p"})).one()
+    async with lean_transaction(engine) as conn:
+        again = (await conn.execute(BY_SLUG, {"slug": "p"})).one()
+    assert type(again) is type(first)
+
+
+async def test_the_plans_are_bounded(engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ad-hoc statements pass through too: a new plan beyond the bound starts the cache over, so the first
+    statement compiles again (rows of a new class)."""
+    monkeypatch.setattr(lean, "_PLAN_CACHE_SIZE", 2)
+    async with engine.begin() as conn:
+        await conn.execute(INSERT_COMPANY, _company("b"))
+    async with lean_transaction(engine) as conn:
+        first = (await conn.execute(BY_SLUG, {"slug": "b"})).one()
+        await conn.execute(select(COMPANIES.c.id))
+        await conn.execute(select(COMPANIES.c.slug))  # the third plan: the bound of two is reached
+        again = (await conn.execute(BY_SLUG, {"slug": "b"})).one()
+    assert type(again) is not type(first)
+
+
+async def test_a_statement_that_counts_no_rows_reports_the_row_count_sqlalchemy_does(
+    engine: AsyncEngine,
+) -> None:
+    """A SAVEPOINT's status carries no count: -1 on PostgreSQL and SQLite, MariaDB's 0 affected rows."""
+    async with engine.begin() as conn:
+        expected = (await conn.execute(text("SAVEPOINT probe"))).rowcount
+    async with lean_transaction(engine) as lean_conn:
+        counted = (await lean_conn.execute(text("SAVEPOINT probe"))).rowcount
+    assert counted == expected
+
+
+async def _running(other: Any, victim: int) -> bool:
+    """Whether the server session ``victim`` is executing a statement right now."""
+    if other.dialect.name == "postgresql":
+        query = "SELECT count(*) FROM pg_stat_activity WHERE pid = :pid AND state = 'active'"
+    else:
+        query = "SELECT count(*) FROM information_schema.processlist WHERE id = :pid AND command = 'Query'"
+    return bool((await other.execute(text(query), {"pid": victim})).scalar_one())
+
+
+@pytest.mark.parametrize("db_url", ["postgresql", "mariadb"], indirect=True)
+async def test_a_connection_lost_during_a_statement_is_reported_invalidated(engine: AsyncEngine) -> None:
+    """Killed while the server runs the statement (not between two): the driver's error says only that
+    the connection closed mid-operation, and the connection itself tells it was lost."""
+
+    async def killed_in_flight() -> None:
+        async with lean_transaction(engine) as conn:
+            victim, kill = await _victim(conn)
+            sleep = select(func.pg_sleep(10) if conn.dialect.name == "postgresql" else func.sleep(10))
+
+            killing = asyncio.Event()
+
+            async def killer() -> None:
+                async with engine.connect() as other:
+                    for _ in range(100):  # until the victim runs the sleep (10 s at most)
+                        if await _running(other, victim):
+                            break
+                        await asyncio.sleep(0.1)
+                    killing.set()
+                    await other.execute(kill, {"pid": victim})
+
+            task = asyncio.create_task(killer())
+            try:
+                await conn.execute(sleep)
+            finally:
+                if not killing.is_set():  # the sleep failed before it ran: nothing to kill
+                    task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    with pytest.raises(DBAPIError) as caught:
+        await killed_in_flight()
+    assert caught.value.connection_invalidated
+
+
+@pytest.mark.parametrize("db_url", ["postgresql", "mariadb"], indirect=True)
+async def test_a_failed_commit_is_a_dbapi_error_naming_the_commit(engine: AsyncEngine) -> None:
+    async def killed_before_commit() -> None:
+        async with lean_transaction(engine) as conn:
+            await conn.execute(INSERT_COMPANY, _company("k"))
+            await _kill_own_backend(engine, conn)
+
+    with pytest.raises(DBAPIError) as caught:
+        await killed_before_commit()
+    assert (caught.value.statement, caught.value.params, caught.value.connection_invalidated) == (
+        "COMMIT",
+        (),
+        True,
+    )
+
+
+@pytest.mark.parametrize("db_url", ["postgresql", "mariadb"], indirect=True)
+async def test_a_lost_connection_is_invalidated_with_the_drivers_error(engine: AsyncEngine) -> None:
+    """The pool's ``invalidate`` event (logging, metrics) gets the error that showed the connection lost."""
+    seen = _invalidations(engine)
+    with pytest.raises(DBAPIError) as caught:
+        await _lose_connection_midway(engine, "v")
+    assert seen == [caught.value.orig]
+
+
+async def test_a_cancel_invalidates_the_connection_without_an_error(engine: AsyncEngine) -> None:
+    """A cancel is no connection error: the pool's ``invalidate`` event gets no exception (it takes an
+    ``Exception``; ``CancelledError`` is not one)."""
+    seen = _invalidations(engine)
+    await _cancel_mid_transaction(engine, "w")
+    assert seen == [None]

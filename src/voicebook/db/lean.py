@@ -26,8 +26,10 @@ It reaches into SQLAlchemy's async DBAPI adapters (``_prepare_and_execute``, ``_
 against SQLite, PostgreSQL and MariaDB, and the booking suites run on it.
 
 Only what the booking path needs is supported: single-row execution of INSERT / UPDATE / SELECT with
-bound parameters; a statement with expanding (``IN``) or literal-execute parameters is refused
-(``NotImplementedError``), never run half-right.
+bound parameters, an expanding (``IN``) parameter taking its values in the call as a list or tuple. What
+it cannot run exactly as SQLAlchemy would is refused (``NotImplementedError``), never run half-right:
+literal-execute, escaped-name and callable bind parameters, an ``IN`` whose values are missing, bound in
+the statement or not a list or tuple, and a textual SELECT (its columns unknown to the compiler).
 """
 
 from __future__ import annotations
@@ -151,8 +153,13 @@ def _plan(dialect: Dialect, stmt: Any, names: tuple[str, ...], lengths: Mapping[
     source: dict[str, tuple[str, int]] = {}  # expanded name -> (parameter, index in its list)
     if compiled.post_compile_params:
         expanding = [compiled.bind_names[b] for b in compiled.post_compile_params]
+        for name in expanding:
+            # Without a length the IN would be expanded empty and match nothing, where SQLAlchemy expands
+            # the bound list or any iterable, or refuses a missing value.
+            if name not in lengths:
+                raise NotImplementedError(f"lean execution: IN parameter {name!r} needs a list or tuple")
         sample: dict[str, Any] = dict.fromkeys(fixed)
-        sample.update({name: [None] * lengths.get(name, 0) for name in expanding})
+        sample.update({name: [None] * lengths[name] for name in expanding})
         state = compiled.construct_expanded_state(sample, escape_names=False)
         sql, positions = state.statement, list(state.positiontup or ())
         processors = {**processors, **state.processors}  # the latter: those of the expanded names
