@@ -316,6 +316,39 @@ async def test_an_error_returns_the_connection_to_the_pool_and_a_cancel_discards
     assert len(seen) == 1
 
 
+async def test_a_cancel_during_the_rollback_discards_the_connection(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error rolls back; a cancel that lands while the rollback is on the wire leaves the connection's
+    state unknown: it is discarded, not left checked out (a pool slot lost for good), and the cancel
+    propagates."""
+    seen = _invalidations(engine)
+    rolling_back = asyncio.Event()
+    real_end = lean._Driver.rollback
+
+    async def slow_rollback(self: Any) -> None:
+        rolling_back.set()
+        await asyncio.sleep(30)
+        await real_end(self)  # pragma: no cover - cancelled above
+
+    monkeypatch.setattr(lean._Driver, "rollback", slow_rollback)
+
+    async def failing() -> None:
+        async with lean_transaction(engine) as conn:
+            await conn.execute(INSERT_COMPANY, _company("r"))
+            raise ValueError("the work failed")
+
+    task = asyncio.create_task(failing())
+    await rolling_back.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    assert len(seen) == 1
+    monkeypatch.undo()
+    assert await _count(engine, COMPANIES) == 0
+
+
 # --- from the mutation run with PostgreSQL and MariaDB (docs/TESTING.md, run 11) -----------------------
 
 

@@ -473,6 +473,11 @@ async def lean_transaction(engine: AsyncEngine) -> AsyncIterator[LeanConnection]
                 await conn._finish(commit=False)
             except exc.DBAPIError:
                 conn.lost = error  # a transaction that cannot be rolled back: the connection goes
+            except BaseException:
+                # Cancelled during the rollback: its state on the wire is unknown, so the connection is
+                # discarded (never left checked out, lost to the pool) and the cancel goes on up.
+                await asyncio.shield(greenlet_spawn(_discard, sync_engine.pool, fairy, None))
+                raise
         if conn.lost is not None or interrupted:
             await asyncio.shield(greenlet_spawn(_discard, sync_engine.pool, fairy, conn.lost or error))
         else:
