@@ -70,6 +70,45 @@ async def _attempt(sm: Sm, state: AttemptState, *, locked_until: datetime | None
     return attempt.id
 
 
+@pytest.mark.db
+@pytest.mark.asyncio
+@pytest.mark.parametrize("sent", [True, False], ids=["sent", "claimed"])
+async def test_a_claim_writes_what_its_state_says(sessionmaker: Sm, sent: bool) -> None:
+    """Inserted as ``sent`` (the booking flow's fresh claim: no second commit before Cal.com is asked) it
+    counts one try, first sent now, locked for the lock time; inserted as ``claimed`` nothing was sent yet.
+    Read back from the database, not from the snapshot the claim returned."""
+    tenant, service = await make_tenant(sessionmaker)
+    async with sessionmaker() as session, session.begin():
+        created, attempt = await attempts.claim(
+            session,
+            {
+                "idempotency_key": f"call_9|{service.event_type_id}|{sent}",
+                "call_id": "call_9",
+                "company_id": tenant.company_id,
+                "service_id": service.id,
+                "event_type_id": service.event_type_id,
+                "start_at": NOW + timedelta(days=2),
+                "fingerprint": "f",
+                "attendee_name": "Jane",
+                "attendee_email": "jane@example.com",
+            },
+            NOW,
+            45,
+            sent=sent,
+        )
+    assert created
+    async with sessionmaker() as session:
+        stored = await attempts.get(session, attempt.id)
+    assert stored == attempt
+    assert stored.state == (AttemptState.SENT if sent else AttemptState.CLAIMED)
+    assert stored.tries == (1 if sent else 0)
+    assert stored.first_sent_at == (NOW if sent else None)
+    assert stored.locked_until == NOW + timedelta(seconds=45)
+    assert stored.intent == Intent.BOOK
+    assert stored.created_at == NOW
+    assert len(stored.public_id) == 32
+
+
 async def _state(sm: Sm, attempt_id: int) -> str:
     async with sm() as session:
         return (
