@@ -145,7 +145,7 @@ def _plan(dialect: Dialect, stmt: Any, names: tuple[str, ...], lengths: Mapping[
         raise NotImplementedError(f"lean execution: paramstyle {dialect.paramstyle}")
     fixed: dict[str, Any] = {}
     for bind, name in compiled.bind_names.items():
-        if bind.callable is not None:  # pragma: no cover - evaluated per execution; not used here
+        if bind.callable is not None:  # evaluated per execution; refused (tested)
             raise NotImplementedError("lean execution: callable bind parameters")
         fixed[name] = _REQUIRED if bind.required else bind.value
     sql, positions = compiled.string, list(compiled.positiontup)
@@ -208,7 +208,7 @@ class _Plans:
         if shape is None:
             coltypes = tuple(coltype(d) for d in description)
             columns = plan.compiled._result_columns
-            if len(columns) != len(description):  # pragma: no cover - a textual statement
+            if len(columns) != len(description):  # a textual statement (refused, tested)
                 raise NotImplementedError("lean execution: result columns unknown to the compiler")
             procs = [
                 (i, processor)
