@@ -58,3 +58,21 @@ def company_row(slug: str, at: datetime, **extra: Any) -> dict[str, Any]:
         "updated_at": at,
         **extra,
     }
+
+
+def attempt_values(
+    tenant: Tenant, service: ServiceRef, key: str, start: datetime, **extra: Any
+) -> dict[str, Any]:
+    """What ``attempts.claim`` inserts for a call's booking of ``service`` at ``start``."""
+    return {
+        "idempotency_key": key,
+        "call_id": "call_1",
+        "company_id": tenant.company_id,
+        "service_id": service.id,
+        "event_type_id": service.event_type_id,
+        "start_at": start,
+        "fingerprint": "f",
+        "attendee_name": "Jane",
+        "attendee_email": "jane@example.com",
+        **extra,
+    }

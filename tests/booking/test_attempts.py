@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from tests.factories import make_tenant
+from tests.factories import attempt_values, make_tenant
 
 from voicebook.booking import attempts
 from voicebook.booking.attempts import TRANSITIONS, IllegalTransition
@@ -45,22 +45,10 @@ def test_the_table_is_the_drawing() -> None:
 async def _attempt(sm: Sm, state: AttemptState, *, locked_until: datetime | None = None) -> int:
     tenant, service = await make_tenant(sm)
     async with sm() as session, session.begin():
-        created, attempt = await attempts.claim(
-            session,
-            {
-                "idempotency_key": f"call_1|{service.event_type_id}|{state}",
-                "call_id": "call_1",
-                "company_id": tenant.company_id,
-                "service_id": service.id,
-                "event_type_id": service.event_type_id,
-                "start_at": NOW + timedelta(days=2),
-                "fingerprint": "f",
-                "attendee_name": "Jane",
-                "attendee_email": "jane@example.com",
-            },
-            NOW,
-            30,
+        values = attempt_values(
+            tenant, service, f"call_1|{service.event_type_id}|{state}", NOW + timedelta(days=2)
         )
+        created, attempt = await attempts.claim(session, values, NOW, 30)
         assert created
         await session.execute(
             BookingAttempt.__table__.update()
@@ -79,23 +67,9 @@ async def test_a_claim_writes_what_its_state_says(sessionmaker: Sm, sent: bool) 
     Read back from the database, not from the snapshot the claim returned."""
     tenant, service = await make_tenant(sessionmaker)
     async with sessionmaker() as session, session.begin():
-        created, attempt = await attempts.claim(
-            session,
-            {
-                "idempotency_key": f"call_9|{service.event_type_id}|{sent}",
-                "call_id": "call_9",
-                "company_id": tenant.company_id,
-                "service_id": service.id,
-                "event_type_id": service.event_type_id,
-                "start_at": NOW + timedelta(days=2),
-                "fingerprint": "f",
-                "attendee_name": "Jane",
-                "attendee_email": "jane@example.com",
-            },
-            NOW,
-            45,
-            sent=sent,
-        )
+        key = f"call_9|{service.event_type_id}|{sent}"
+        values = attempt_values(tenant, service, key, NOW + timedelta(days=2), call_id="call_9")
+        created, attempt = await attempts.claim(session, values, NOW, 45, sent=sent)
     assert created
     async with sessionmaker() as session:
         stored = await attempts.get(session, attempt.id)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from tests.factories import make_tenant
+from tests.factories import attempt_values, make_tenant
 
 from voicebook.booking import attempts
 from voicebook.booking.attempts import Attempt, IllegalTransition
@@ -33,18 +33,7 @@ def _policy(wait: float) -> BookingPolicy:
 
 async def _claim(sm: Sm, key: str = "k1", **extra: Any) -> Attempt:
     tenant, service = await make_tenant(sm, slug=f"salon-{key}", number=f"+4930777{len(key)}{key[-2:]}")
-    values = {
-        "idempotency_key": key,
-        "call_id": "call_1",
-        "company_id": tenant.company_id,
-        "service_id": service.id,
-        "event_type_id": service.event_type_id,
-        "start_at": NOW + timedelta(days=2),
-        "fingerprint": "f",
-        "attendee_name": "Jane",
-        "attendee_email": "jane@example.com",
-        **extra,
-    }
+    values = attempt_values(tenant, service, key, NOW + timedelta(days=2), **extra)
     async with sm() as session, session.begin():
         created, attempt = await attempts.claim(session, values, NOW, 30)
     assert created
