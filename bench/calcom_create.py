@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
-import json
 import pstats
 import statistics
 import time
@@ -38,6 +37,7 @@ from typing import Any
 
 import httpx
 
+from bench.common import Report
 from voicebook import metrics
 from voicebook.booking.types import Attendee, BookingRequest
 from voicebook.calcom import CalcomClient, CalcomGateway, build_http_client
@@ -232,8 +232,9 @@ def main() -> None:
         return
     figures = asyncio.run(measure(args.calls, args.rounds))
     figures["ours (gateway - floor)"] = figures["gateway"] - figures["floor"]
+    report = Report()
     for name, value in figures.items():
-        print(json.dumps({"bench": "calcom_create", "figure": name, "value": round(value, 1), "unit": "us"}))
+        report.add("calcom_create", name, value, "us")
 
 
 if __name__ == "__main__":

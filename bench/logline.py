@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import random
 import statistics
@@ -28,6 +27,7 @@ from collections.abc import Callable
 
 import structlog
 
+from bench.common import Report
 from voicebook.logging import configure_logging
 
 BENCH = "logline"
@@ -89,10 +89,9 @@ def main() -> None:
         _round(300, rng, _one_booking)  # warm-up: imports, caches, the memo's steady state
         rounds = [_round(args.bookings, rng, _one_booking) for _ in range(args.rounds)]
     configure_logging("INFO")
-    figures = {"us_per_line_median": statistics.median(rounds), "us_per_line_best": min(rounds)}
-    for figure, value in figures.items():
-        line = {"bench": BENCH, "figure": figure, "value": round(value, 2), "unit": "µs"}
-        print(json.dumps(line, ensure_ascii=False))
+    report = Report()
+    report.add(BENCH, "us_per_line_median", statistics.median(rounds), "µs")
+    report.add(BENCH, "us_per_line_best", min(rounds), "µs")
 
 
 if __name__ == "__main__":
