@@ -296,14 +296,15 @@ def tree_cpu_seconds(pids: list[int]) -> float:
 # --- scratch databases -------------------------------------------------------------------------------
 
 
-def _admin_dsn(url: str) -> str:
+def asyncpg_dsn(url: str) -> str:
+    """A PostgreSQL URL as asyncpg takes it (without SQLAlchemy's ``+asyncpg`` driver name)."""
     return url.replace("postgresql+asyncpg://", "postgresql://")
 
 
 async def _pg_admin(sql: str, url: str = PG_URL) -> None:
     import asyncpg
 
-    conn = await asyncpg.connect(_admin_dsn(url))
+    conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
         await conn.execute(sql)
     finally:

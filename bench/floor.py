@@ -372,7 +372,7 @@ async def _without_autovacuum(url: str) -> None:
     (seen: +0.07 per booking on both sides of a busy run); the scratch tables do without them."""
     import asyncpg
 
-    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    conn = await asyncpg.connect(common.asyncpg_dsn(url))
     try:
         tables = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
         for (table,) in tables:
@@ -435,7 +435,7 @@ def run_backend(
     if backend == "postgresql":
         for url in (vb_url, fl_url):
             asyncio.run(_without_autovacuum(url))
-    fl_dsn = fl_url if backend == "sqlite" else fl_url.replace("postgresql+asyncpg://", "postgresql://")
+    fl_dsn = fl_url if backend == "sqlite" else common.asyncpg_dsn(fl_url)
     logs = common.WORK_DIR / f"logs-floor-{backend}"
     rows: list[tuple[str, float, float, str]] = []
     quiet = {"VOICEBOOK_RECONCILE_INTERVAL_SECONDS": "0"}  # commits on the caller's path only
@@ -488,7 +488,10 @@ def run_backend(
             report.add(BENCH, f"{backend}.voicebook.budget_lease_commits_per_booking", leases, "commits")
             own = commits[0] - leases
             _add_pair(report, rows, backend, "booking_commits_per_booking", own, commits[1], "commits")
-            report.figures[-3].target, report.figures[-3].ok = "<= 2", (own <= 2.0005) if own == own else None
+            report.figures[-3].target, report.figures[-3].ok = (
+                "<= 2",
+                None if math.isnan(own) else own <= 2.0005,
+            )
             rows.append((f"{backend} rate-budget lease commits per booking", leases, 0.0, "commits"))
             _add_pair(report, rows, backend, "rollbacks_per_booking", *rollbacks, "rollbacks")
         # One caller: added latency over a bare create to the same stand-in.
