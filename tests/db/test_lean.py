@@ -19,7 +19,6 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
-    TextClause,
     bindparam,
     event,
     func,
@@ -31,6 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError, IntegrityError, MultipleResultsFound, NoResultFound
 from sqlalchemy.ext.asyncio import AsyncEngine
 from tests.factories import company_row
+from tests.server_sessions import end_session, kill, session_id
 
 from voicebook.db import lean
 from voicebook.db.lean import LeanConnection, lean_transaction
@@ -69,20 +69,9 @@ async def _insert_twice(engine: AsyncEngine, slug: str) -> None:
         await conn.execute(INSERT_COMPANY, _company(slug))
 
 
-async def _victim(conn: LeanConnection) -> tuple[int, TextClause]:
-    """``conn``'s session id on the server, and the statement that ends that session from another one."""
-    if conn.dialect.name == "postgresql":
-        pid = (await conn.execute(select(func.pg_backend_pid()))).scalar_one()
-        return int(pid), text("SELECT pg_terminate_backend(:pid)")
-    pid = (await conn.execute(select(func.connection_id()))).scalar_one()
-    return int(pid), text(f"KILL {int(pid)}")
-
-
 async def _kill_own_backend(engine: AsyncEngine, conn: LeanConnection) -> None:
     """The server ends ``conn``'s session (as a restart or failover would) between two statements."""
-    victim, kill = await _victim(conn)
-    async with engine.connect() as other:
-        await other.execute(kill, {"pid": victim})
+    await kill(engine, await session_id(conn))
     await asyncio.sleep(0.2)
 
 
@@ -555,7 +544,7 @@ async def test_a_connection_lost_during_a_statement_is_reported_invalidated(engi
 
     async def killed_in_flight() -> None:
         async with lean_transaction(engine) as conn:
-            victim, kill = await _victim(conn)
+            victim = await session_id(conn)
             sleep = select(func.pg_sleep(10) if conn.dialect.name == "postgresql" else func.sleep(10))
 
             killing = asyncio.Event()
@@ -567,7 +556,7 @@ async def test_a_connection_lost_during_a_statement_is_reported_invalidated(engi
                             break
                         await asyncio.sleep(0.1)
                     killing.set()
-                    await other.execute(kill, {"pid": victim})
+                    await end_session(other, victim)
 
             task = asyncio.create_task(killer())
             try:

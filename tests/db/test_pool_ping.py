@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
+from tests.server_sessions import kill, session_id
 
 from voicebook.db import session as db_session
 from voicebook.db.session import make_engine
@@ -36,20 +37,6 @@ def count_pings(engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch) -> list[in
 
     monkeypatch.setattr(dialect, "do_ping", spy)
     return calls
-
-
-async def backend_id(conn: AsyncConnection) -> int:
-    if conn.dialect.name == "postgresql":
-        return int((await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one())
-    return int((await conn.execute(text("SELECT CONNECTION_ID()"))).scalar_one())
-
-
-async def kill(killer: AsyncEngine, victim: int) -> None:
-    async with killer.connect() as conn:
-        if conn.dialect.name == "postgresql":
-            await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": victim})
-        else:
-            await conn.execute(text(f"KILL {int(victim)}"))
 
 
 async def test_a_connection_used_a_moment_ago_is_not_pinged(
@@ -75,11 +62,11 @@ async def test_an_idle_connection_is_pinged_and_replaced_when_the_server_killed_
     try:
         pings = count_pings(engine, monkeypatch)
         async with engine.connect() as conn:
-            first = await backend_id(conn)
+            first = await session_id(conn)
         await kill(killer, first)  # the server drops the pooled connection while it sits idle
         await asyncio.sleep(0.4)  # longer than the window: the next check-out pings
         async with engine.connect() as conn:
-            second = await backend_id(conn)  # would raise on the dead connection without the ping
+            second = await session_id(conn)  # would raise on the dead connection without the ping
         assert pings, "an idle connection must be pinged on check-out"
         assert second != first
     finally:
@@ -100,7 +87,7 @@ async def test_one_caller_at_a_time_keeps_using_the_connection_that_just_worked(
         seen = []
         for _ in range(6):
             async with engine.connect() as conn:
-                seen.append(await backend_id(conn))
+                seen.append(await session_id(conn))
         assert len(set(seen)) == 1, seen
     finally:
         await engine.dispose()
